@@ -143,7 +143,7 @@ class OccupancyResult:
     occupancy : ndarray, shape (S, A)
         Its normalized discounted state-action occupancy μ_π.
     true_return : float
-        ⟨μ_π, R_true⟩ / (1 − γ) convention as documented in ``docs/occupancy.md``.
+        J(π, R) = ⟨μ_π, R_true⟩, the normalized return (1−γ)E[Σγ^t R_t] (``docs/occupancy.md``).
     proxy_return : float
         Same for the proxy reward.
     divergence : float
@@ -154,6 +154,20 @@ class OccupancyResult:
         Per-iteration diagnostics for iterative methods (Frank-Wolfe gap, ...).
     params : dict
         Call parameters.
+    objective : float
+        J(π, R̃) − coef · divergence at the re-evaluated occupancy.
+    method : str
+        The solver that produced the result (after any ``method="auto"`` fallback).
+    chi2 : float
+        χ²(μ_π‖μ_b), reported for every regularizer.
+    lambda_0 : float
+        Saturation threshold ‖Π_N(√μ_b ⊙ R̃)‖₂ (μ_b is √χ²-optimal iff coef ≥ lambda_0).
+    sigma_proxy : float
+        Standard deviation of R̃ under μ_b.
+    lambda_star : float
+        Theory coefficient σ_R̃ √(1 − r²) (NaN when r is undefined).
+    diagnostics : dict
+        ``solver_mu_gap`` = ‖μ_solver − μ‖∞ (re-evaluation rule), flow residuals, duality gaps, ...
     """
 
     policy: np.ndarray
@@ -164,3 +178,10 @@ class OccupancyResult:
     status: str
     history: dict[str, np.ndarray] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    objective: float = float("nan")
+    method: str = ""
+    chi2: float = float("nan")
+    lambda_0: float = float("nan")
+    sigma_proxy: float = float("nan")
+    lambda_star: float = float("nan")
+    diagnostics: dict[str, Any] = field(default_factory=dict)
