@@ -28,5 +28,12 @@ __all__ = [
 # --- best_of_n (klsim.best_of_n) -------------------------------------------------------------------
 # --- occupancy (klsim.occupancy) ------------------------------------------------------------------
 # --- envs (klsim.envs) -------------------------------------------------------------------------------
+from klsim.envs import (
+    TabularEnv,
+    from_gymnasium,
+    register_mdp,
+)
+
+__all__ += ["TabularEnv", "from_gymnasium", "register_mdp"]
 
 __version__ = "0.1.0"
