@@ -23,6 +23,43 @@ __all__ = [
 
 # --- divergences (klsim.divergences) ---------------------------------------------------------------
 # --- dp (klsim.dp) ----------------------------------------------------------------------------------
+from klsim.dp import (
+    behavior_cloning,
+    da_vi,
+    entropy_bias_bounds,
+    kl_ref_backward_induction,
+    kl_ref_tradeoff,
+    md_vi,
+    modified_policy_iteration,
+    optimal_q,
+    policy_evaluation,
+    policy_iteration,
+    regularized_greedy,
+    soft_value_iteration,
+    theorem1_bound,
+    theorem1_componentwise_bound,
+    theorem2_bound,
+    value_iteration,
+)
+
+__all__ += [
+    "behavior_cloning",
+    "da_vi",
+    "entropy_bias_bounds",
+    "kl_ref_backward_induction",
+    "kl_ref_tradeoff",
+    "md_vi",
+    "modified_policy_iteration",
+    "optimal_q",
+    "policy_evaluation",
+    "policy_iteration",
+    "regularized_greedy",
+    "soft_value_iteration",
+    "theorem1_bound",
+    "theorem1_componentwise_bound",
+    "theorem2_bound",
+    "value_iteration",
+]
 # --- munchausen (klsim.munchausen) ----------------------------------------------------------------
 # --- games (klsim.games) -----------------------------------------------------------------------------
 # --- best_of_n (klsim.best_of_n) -------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""Private helpers of :mod:`klsim.dp`: input checks and layout dispatch to the numba kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from klsim._kernels.dp import (
+    backup_csr,
+    backup_dense,
+    hard_greedy_rows,
+    policy_value_rows,
+    soft_greedy_rows,
+    soft_sweep_csr,
+    soft_sweep_dense,
+)
+from klsim._validation import as_float_array, check_nonnegative_scalar
+from klsim.mdp import TabularMDP
+
+LOG_NORM_TOL = 1e-10
+"""Tolerance on Σ_a exp(log π(a|s)) − 1 for log-policies given by the user."""
+
+
+def check_mdp(mdp) -> TabularMDP:
+    """Raise unless ``mdp`` is a :class:`~klsim.mdp.TabularMDP`."""
+    if not isinstance(mdp, TabularMDP):
+        raise ValueError(f"mdp: expected a TabularMDP, got {type(mdp).__name__}")
+    return mdp
+
+
+def check_coefs(kl_coef: float, entropy_coef: float) -> tuple[float, float]:
+    """Validate λ ≥ 0 and τ ≥ 0 (finite)."""
+    return check_nonnegative_scalar("kl_coef", kl_coef), check_nonnegative_scalar(
+        "entropy_coef", entropy_coef
+    )
+
+
+def check_log_policy(name: str, log_pi, shape: tuple[int, int]) -> np.ndarray:
+    """A (S, A) float64 log-policy: no NaN/+inf, each row's probabilities sum to 1 within 1e-10."""
+    arr = as_float_array(name, log_pi)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+    bad = np.isnan(arr) | np.isposinf(arr)
+    if bad.any():
+        s, a = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), arr.shape)
+        raise ValueError(f"{name}: NaN or +inf log-probability at (s={s}, a={a})")
+    sums = np.exp(arr).sum(axis=1)
+    off = np.abs(sums - 1.0) > LOG_NORM_TOL
+    if off.any():
+        s = int(np.flatnonzero(off)[0])
+        raise ValueError(
+            f"{name}: row s={s} has probabilities summing to {sums[s]!r} (must be 1 within 1e-10)"
+        )
+    return arr
+
+
+def check_q(name: str, q, shape: tuple[int, int]) -> np.ndarray:
+    """A finite (S, A) float64 array."""
+    arr = as_float_array(name, q)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        s, a = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), arr.shape)
+        raise ValueError(f"{name}: non-finite value {arr[s, a]!r} at (s={s}, a={a})")
+    return arr
+
+
+def uniform_log_policy(S: int, A: int) -> np.ndarray:
+    """C1: π_0 uniform over the (rectangular) action set, as log-probabilities."""
+    return np.full((S, A), -np.log(A))
+
+
+def backup(mdp: TabularMDP, v: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = R + γ P v (layout dispatch)."""
+    if mdp.is_sparse:
+        indptr, indices, data = mdp.csr
+        return backup_csr(indptr, indices, data, mdp.R, mdp.gamma, v, out)
+    return backup_dense(mdp.P, mdp.R, mdp.gamma, v, out)
+
+
+def greedy_rows(q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v) -> None:
+    """In-place G^{λ,τ}_μ(q) per state (hard branch when λ = τ = 0)."""
+    temp = kl_coef + entropy_coef
+    if temp == 0.0:
+        hard_greedy_rows(q, log_pi, v)
+    else:
+        soft_greedy_rows(q, log_mu, kl_coef / temp, temp, log_pi, v)
+
+
+def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v, q_out) -> None:
+    """One regularized sweep: log_pi = G^{λ,τ}_μ(q), v = its bracket value, q_out = R + γ P v (spec §2)."""
+    temp = kl_coef + entropy_coef
+    if temp == 0.0:
+        hard_greedy_rows(q, log_pi, v)
+        backup(mdp, v, q_out)
+        return
+    beta = kl_coef / temp
+    if mdp.is_sparse:
+        indptr, indices, data = mdp.csr
+        soft_sweep_csr(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+    else:
+        soft_sweep_dense(mdp.P, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+
+
+def policy_value(log_pi, q, log_mu, kl_coef: float, entropy_coef: float, out=None) -> np.ndarray:
+    """⟨π,q⟩ − λKL(π‖μ) + τH(π) per state, shape (S,)."""
+    if out is None:
+        out = np.empty(q.shape[0])
+    mu = log_pi if log_mu is None else log_mu
+    return policy_value_rows(log_pi, q, mu, float(kl_coef), float(entropy_coef), out)
+
+
+def policy_transition(mdp: TabularMDP, policy: np.ndarray):
+    """P^π[s, s'] = Σ_a π(a|s) P(s'|s, a): dense (S, S) array, or CSC sparse for the sparse layout."""
+    S, A = mdp.n_states, mdp.n_actions
+    if not mdp.is_sparse:
+        return np.einsum("sa,sat->st", policy, mdp.P)
+    rows = np.repeat(np.arange(S), A)
+    cols = np.arange(S * A)
+    D = sp.csr_array((policy.ravel(), (rows, cols)), shape=(S, S * A))
+    return (D @ mdp.transition_matrix()).tocsc()
