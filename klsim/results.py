@@ -87,6 +87,8 @@ class GameResult:
         Name of the producing function.
     params : dict
         Call parameters.
+    log_policy_avg : ndarray or None
+        Log of the probability-space average of the iterates (β = 0 methods: SPPO/MWU, EG-MWU, OMWU).
     """
 
     log_policy: np.ndarray
@@ -95,6 +97,7 @@ class GameResult:
     history: dict[str, np.ndarray] = field(default_factory=dict)
     algorithm: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    log_policy_avg: np.ndarray | None = None
 
     @property
     def policy(self) -> np.ndarray:
@@ -118,6 +121,16 @@ class BoNResult:
         E_BoN[r].
     details : dict
         Anything else the computation produced (levels, tie masses, bounds).
+    kind : str
+        ``"bon"`` for a best-of-N law, ``"tilt"`` for a KL-RL optimum φ_λ (then ``log_n_samples`` is NaN).
+    kl_coef : float
+        λ of a tilt (``inf`` for the conditioning edge case; NaN for best-of-N).
+    level_values : ndarray, shape (L,)
+        The reward levels v_1 < … < v_L the law was computed on (for a memoryless LM, the values of S_n).
+    level_log_probs : ndarray, shape (L,)
+        Log-probabilities of the law on those levels.
+    win_rate : float
+        W(law ≻ p) with ties counting ½.
     """
 
     log_probs: np.ndarray
@@ -125,6 +138,11 @@ class BoNResult:
     kl: float
     expected_reward: float
     details: dict[str, Any] = field(default_factory=dict)
+    kind: str = "bon"
+    kl_coef: float = float("nan")
+    level_values: np.ndarray | None = None
+    level_log_probs: np.ndarray | None = None
+    win_rate: float = float("nan")
 
     @property
     def probs(self) -> np.ndarray:
