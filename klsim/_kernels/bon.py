@@ -1,0 +1,236 @@
+"""Best-of-N kernels: the log-space BoN law on reward levels, KL reductions, sequence-reward laws.
+
+All inputs are float64/int64 arrays and scalars; outputs go to ``out`` buffers.  The formulas are those of
+spec ``best-of-n-vs-kl-rl.md`` §3.2 (stable log-space BoN law) and §4 (law of the sequence reward).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from klsim._jit import njit
+
+__all__ = [
+    "log1mexp",
+    "g_loglog",
+    "h_log1mexpexp",
+    "bon_level_law",
+    "kl_from_logs_1d",
+    "lattice_log_law",
+    "composition_types",
+    "group_logsumexp",
+]
+
+_LOG2 = math.log(2.0)
+
+
+@njit
+def _logaddexp(a, b):
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+@njit
+def log1mexp(x):
+    """ln(1 − e^{−x}) for x ≥ 0 (Mächler's switch at ln 2); x = 0 gives −inf, x = +inf gives 0."""
+    if x <= 0.0:
+        return -np.inf
+    if x < _LOG2:
+        return math.log(-math.expm1(-x))
+    return math.log1p(-math.exp(-x))
+
+
+@njit
+def g_loglog(u):
+    """g(u) = ln(−ln(1 − e^u)) for u ≤ 0 (spec §3.2); u = −inf gives −inf, u = 0 gives +inf."""
+    if u == -np.inf:
+        return -np.inf
+    if u >= 0.0:
+        return np.inf
+    if u < -18.0:
+        return u + math.log1p(math.exp(u) / 2.0)
+    return math.log(-math.log1p(-math.exp(u)))
+
+
+@njit
+def h_log1mexpexp(v):
+    """h(v) = ln(1 − exp(−e^v)) (spec §3.2); v = −inf gives −inf, v = +inf gives 0."""
+    if v == np.inf:
+        return 0.0
+    if v == -np.inf:
+        return -np.inf
+    if v < -18.0:
+        return v + math.log1p(-math.exp(v) / 2.0)
+    return log1mexp(math.exp(v))
+
+
+@njit
+def bon_level_law(log_mass, log_n, log_cdf, log_tail, log_a, log_q, ell):
+    """Exact best-of-N level law in log space (spec §3.2), O(K).
+
+    Parameters
+    ----------
+    log_mass : (K,) float64
+        ln P_k of the reward levels sorted by increasing reward, normalized (ln Σ P_k = 0).
+    log_n : float
+        ln N ≥ 0 (real N allowed); N itself is never formed.
+    log_cdf, log_tail, log_a, log_q, ell : (K,) float64 out buffers
+        ln F_k, ln T_k (T_k = 1 − F_k, computed by a reverse log-cumsum-exp), ln A_k (A_k = −N ln F_k),
+        ln Q_k (Q_k = F_k^N − F_{k−1}^N) and ℓ_k = ln(−ln Q_k).
+    """
+    K = log_mass.shape[0]
+    acc = -np.inf
+    for k in range(K):
+        acc = _logaddexp(acc, log_mass[k])
+        log_cdf[k] = acc
+    log_cdf[K - 1] = 0.0
+    acc = -np.inf
+    for k in range(K - 1, -1, -1):
+        log_tail[k] = acc
+        acc = _logaddexp(acc, log_mass[k])
+    for k in range(K):
+        if log_cdf[k] < -_LOG2:
+            log_a[k] = log_n + math.log(-log_cdf[k])
+        else:
+            log_a[k] = log_n + g_loglog(log_tail[k])
+    for k in range(K):
+        if k == 0:
+            ldiff = np.inf
+        else:
+            ratio = log_mass[k] - log_cdf[k]
+            if ratio < -_LOG2:
+                ldiff = log_n + g_loglog(ratio)
+            else:
+                ldiff = log_n + math.log(log_cdf[k] - log_cdf[k - 1])
+        hk = h_log1mexpexp(ldiff)
+        if log_a[k] == -np.inf:
+            a_k = 0.0
+        else:
+            a_k = math.exp(log_a[k])
+        log_q[k] = -a_k + hk
+        if hk == 0.0:
+            ell[k] = log_a[k]
+        else:
+            ell[k] = _logaddexp(log_a[k], math.log(-hk))
+
+
+@njit
+def kl_from_logs_1d(log_a, log_b):
+    """Σ a (ln a − ln b) over entries with a > 0; +inf where a > 0 = b (convention C11)."""
+    s = 0.0
+    for k in range(log_a.shape[0]):
+        la = log_a[k]
+        if la == -np.inf:
+            continue
+        lb = log_b[k]
+        if lb == -np.inf:
+            return np.inf
+        s += math.exp(la) * (la - lb)
+    return s
+
+
+@njit
+def lattice_log_law(log_p, m, n, out):
+    """Law of S_n = Σ_i m(y_i) for i.i.d. tokens with integer scores m ≥ 0, in log space (spec §4).
+
+    L_i(s) = logsumexp_x [ln p(x) + L_{i−1}(s − m(x))], L_0 = δ_0.  Cost O(n² · k · max m) time,
+    O(n · max m) memory.  ``out`` has length n · max(m) + 1 and receives ln P(S_n = s).
+    """
+    k = log_p.shape[0]
+    mmax = 0
+    for x in range(k):
+        if m[x] > mmax:
+            mmax = m[x]
+    size = n * mmax + 1
+    prev = np.full(size, -np.inf)
+    cur = np.full(size, -np.inf)
+    prev[0] = 0.0
+    for i in range(1, n + 1):
+        top_prev = (i - 1) * mmax
+        top = i * mmax
+        for s in range(top + 1):
+            mx = -np.inf
+            for x in range(k):
+                j = s - m[x]
+                if j >= 0 and j <= top_prev:
+                    t = log_p[x] + prev[j]
+                    if t > mx:
+                        mx = t
+            if mx == -np.inf:
+                cur[s] = -np.inf
+                continue
+            acc = 0.0
+            for x in range(k):
+                j = s - m[x]
+                if j >= 0 and j <= top_prev:
+                    t = log_p[x] + prev[j]
+                    if t > -np.inf:
+                        acc += math.exp(t - mx)
+            cur[s] = mx + math.log(acc)
+        for s in range(top + 1):
+            prev[s] = cur[s]
+    for s in range(size):
+        out[s] = prev[s]
+
+
+@njit
+def composition_types(log_p, values, n, out_logw, out_sum):
+    """Enumerate the type classes (c_1..c_k), Σ c = n, of n i.i.d. tokens (spec §4, generic rewards).
+
+    Writes ln[n!/Π c_j! · Π p_j^{c_j}] and Σ_j c_j v_j per class, in the lexicographic order of
+    Nijenhuis-Wilf's NEXCOM.  ``out_*`` have length C(n+k−1, k−1).  Returns the number written.
+    """
+    k = log_p.shape[0]
+    r = np.zeros(k, dtype=np.int64)
+    r[0] = n
+    t = n
+    h = 0
+    lg_n = math.lgamma(n + 1.0)
+    idx = 0
+    while True:
+        lw = lg_n
+        s = 0.0
+        for j in range(k):
+            if r[j] > 0:
+                lw += r[j] * log_p[j] - math.lgamma(r[j] + 1.0)
+                s += r[j] * values[j]
+        out_logw[idx] = lw
+        out_sum[idx] = s
+        idx += 1
+        if r[k - 1] == n:
+            break
+        if t > 1:
+            h = 0
+        h += 1
+        t = r[h - 1]
+        r[h - 1] = 0
+        r[0] = t - 1
+        r[h] += 1
+    return idx
+
+
+@njit
+def group_logsumexp(x, starts, out):
+    """out[g] = logsumexp(x[starts[g]:starts[g+1]]) (``starts`` has G+1 entries, last = len(x))."""
+    G = starts.shape[0] - 1
+    for g in range(G):
+        a = starts[g]
+        b = starts[g + 1]
+        mx = -np.inf
+        for i in range(a, b):
+            if x[i] > mx:
+                mx = x[i]
+        if mx == -np.inf:
+            out[g] = -np.inf
+            continue
+        acc = 0.0
+        for i in range(a, b):
+            acc += math.exp(x[i] - mx)
+        out[g] = mx + math.log(acc)
