@@ -65,7 +65,7 @@ __all__ += [
 # --- best_of_n (klsim.best_of_n) -------------------------------------------------------------------
 # --- occupancy (klsim.occupancy) ------------------------------------------------------------------
 # --- envs (klsim.envs) -------------------------------------------------------------------------------
-from klsim.envs import (
+from klsim.envs import (  # noqa: E402
     TabularEnv,
     from_gymnasium,
     register_mdp,
