@@ -76,7 +76,7 @@ class TabularMDP:
 
     def __post_init__(self) -> None:
         gamma = check_gamma(self.gamma)
-        R = as_float_array("R", self.R)
+        R = _own(as_float_array("R", self.R), self.R)
         if R.ndim not in (2, 3):
             raise ValueError(f"R: expected shape (S, A) or (S, A, S), got {R.shape}")
         S, A = R.shape[0], R.shape[1]
@@ -85,21 +85,25 @@ class TabularMDP:
         if sp.issparse(self.P):
             P, csr = _validate_sparse(self.P, S, A)
         else:
-            P = as_float_array("P", self.P)
+            P = _own(as_float_array("P", self.P), self.P)
             if P.ndim != 3 or P.shape != (S, A, S):
-                raise ValueError(f"P: expected shape (S, A, S) = ({S}, {A}, {S}) to match R {R.shape}, got {P.shape}")
+                raise ValueError(
+                    f"P: expected shape (S, A, S) = ({S}, {A}, {S}) to match R {R.shape}, got {P.shape}"
+                )
             _validate_dense(P)
             csr = None
         if R.ndim == 3:
             if R.shape != (S, A, S):
-                raise ValueError(f"R: a 3-d reward must have shape (S, A, S) = ({S}, {A}, {S}), got {R.shape}")
+                raise ValueError(
+                    f"R: a 3-d reward must have shape (S, A, S) = ({S}, {A}, {S}), got {R.shape}"
+                )
             check_finite("R", R, ("s", "a", "s'"))
             R = _expected_reward(P, csr, R)
         check_finite("R", R, ("s", "a"))
         if self.initial is None:
             rho = np.full(S, 1.0 / S)
         else:
-            rho = as_float_array("initial", self.initial, ndim=1)
+            rho = _own(as_float_array("initial", self.initial, ndim=1), self.initial)
             if rho.shape != (S,):
                 raise ValueError(f"initial: expected shape ({S},), got {rho.shape}")
             check_distribution("initial", rho, tol=ROW_SUM_TOL)
@@ -195,6 +199,17 @@ class TabularMDP:
         return f"TabularMDP(S={self.n_states}, A={self.n_actions}, gamma={self.gamma}, {layout})"
 
 
+def _own(arr: np.ndarray, original) -> np.ndarray:
+    """``arr``, copied if it may share memory with the caller's writeable ``original``.
+
+    The container freezes its arrays; it must neither freeze the caller's array nor see later edits to it.
+    A read-only ``original`` (e.g. another MDP's array, in ``with_reward``) is shared without a copy.
+    """
+    if isinstance(original, np.ndarray) and original.flags.writeable and np.may_share_memory(arr, original):
+        return arr.copy()
+    return arr
+
+
 def _validate_dense(P: np.ndarray) -> None:
     S, A, _ = P.shape
     bad = ~(P >= 0)
@@ -207,7 +222,7 @@ def _validate_dense(P: np.ndarray) -> None:
 def _validate_sparse(P, S: int, A: int) -> tuple[sp.csr_array, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     if P.shape != (S * A, S):
         raise ValueError(f"P: a sparse P must have shape (S*A, S) = ({S * A}, {S}) to match R, got {P.shape}")
-    M = sp.csr_array(P, dtype=np.float64)
+    M = sp.csr_array(P, dtype=np.float64, copy=True)  # never modify (or freeze) the caller's matrix
     M.sum_duplicates()
     M.sort_indices()
     data = np.ascontiguousarray(M.data, dtype=np.float64)
@@ -218,7 +233,9 @@ def _validate_sparse(P, S: int, A: int) -> tuple[sp.csr_array, tuple[np.ndarray,
         k = int(np.flatnonzero(bad)[0])
         row = int(np.searchsorted(indptr, k, side="right") - 1)
         s, a = divmod(row, A)
-        raise ValueError(f"P: negative or NaN probability {float(data[k])!r} at (s={s}, a={a}, s'={indices[k]})")
+        raise ValueError(
+            f"P: negative or NaN probability {float(data[k])!r} at (s={s}, a={a}, s'={indices[k]})"
+        )
     sums = np.add.reduceat(data, indptr[:-1]) if data.size else np.zeros(S * A)
     sums = np.where(np.diff(indptr) > 0, sums, 0.0)  # reduceat on an empty row returns the next element
     check_stochastic_rows("P", sums, A, ROW_SUM_TOL)
@@ -302,8 +319,14 @@ def garnet(
     return TabularMDP(P, R, gamma)
 
 
-def chain(n_states: int = 10, *, slip: float = 0.1, gamma: float = 0.9, reward_end: float = 1.0,
-          reward_start: float = 0.05) -> TabularMDP:
+def chain(
+    n_states: int = 10,
+    *,
+    slip: float = 0.1,
+    gamma: float = 0.9,
+    reward_end: float = 1.0,
+    reward_start: float = 0.05,
+) -> TabularMDP:
     """A chain of ``n_states`` states with actions left (0) and right (1).
 
     The intended move happens with probability ``1 - slip``, the opposite one otherwise; moves past an
@@ -331,8 +354,13 @@ def chain(n_states: int = 10, *, slip: float = 0.1, gamma: float = 0.9, reward_e
 _MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left
 
 
-def gridworld(layout: tuple[str, ...] | str = ("SOOO", "O###", "OOOO", "O#RO"), *, success: float = 0.9,
-              gamma: float = 0.99, goal_reward: float = 1.0) -> TabularMDP:
+def gridworld(
+    layout: tuple[str, ...] | str = ("SOOO", "O###", "OOOO", "O#RO"),
+    *,
+    success: float = 0.9,
+    gamma: float = 0.99,
+    goal_reward: float = 1.0,
+) -> TabularMDP:
     """A gridworld from a text layout ([LtA]'s 4×4 maze by default, spec §11 figure 2).
 
     Cells: ``S`` start, ``O`` (or ``.``) free, ``#`` wall, ``R`` reward cell.  Actions up, right, down,
