@@ -22,6 +22,48 @@ __all__ = [
 ]
 
 # --- divergences (klsim.divergences) ---------------------------------------------------------------
+from klsim.divergences import (
+    alpha_divergence,
+    chi2_divergence,
+    entropy,
+    exp_q,
+    exp_q_lee,
+    f_divergence,
+    js_divergence,
+    kl_divergence,
+    log_q,
+    log_q_lee,
+    log_softmax,
+    logsumexp,
+    softmax,
+    tsallis_entropy,
+    tsallis_greedy,
+    tsallis_kl,
+    tsallis_normalizer,
+    tsallis_policy,
+)
+
+__all__ = [  # noqa: PLE0605
+    *__all__,
+    "alpha_divergence",
+    "chi2_divergence",
+    "entropy",
+    "exp_q",
+    "exp_q_lee",
+    "f_divergence",
+    "js_divergence",
+    "kl_divergence",
+    "log_q",
+    "log_q_lee",
+    "log_softmax",
+    "logsumexp",
+    "softmax",
+    "tsallis_entropy",
+    "tsallis_greedy",
+    "tsallis_kl",
+    "tsallis_normalizer",
+    "tsallis_policy",
+]
 # --- dp (klsim.dp) ----------------------------------------------------------------------------------
 from klsim.dp import (
     behavior_cloning,
@@ -61,7 +103,71 @@ __all__ += [
     "value_iteration",
 ]
 # --- munchausen (klsim.munchausen) ----------------------------------------------------------------
+from klsim.munchausen import (  # noqa: E402
+    action_gap_ratio,
+    advantage_learning,
+    munchausen_limit,
+    munchausen_vi,
+    mvi_q,
+    tsallis_kl_vi,
+)
+
+__all__ += [
+    "action_gap_ratio",
+    "advantage_learning",
+    "munchausen_limit",
+    "munchausen_vi",
+    "mvi_q",
+    "tsallis_kl_vi",
+]
 # --- games (klsim.games) -----------------------------------------------------------------------------
+from klsim.games import (  # noqa: E402
+    PreferenceGame,
+    bradley_terry_fit,
+    bradley_terry_game,
+    cyclic_game,
+    duality_gap,
+    egpo,
+    exploitability,
+    extragradient,
+    mirror_descent,
+    nash_md,
+    nash_mirror_prox,
+    nash_mirror_prox_pg,
+    omwu,
+    random_game,
+    regularized_nash,
+    rps3,
+    sppo,
+    stack_games,
+    tournament,
+    unregularized_exploitability,
+    win_probability,
+)
+
+__all__ += [
+    "PreferenceGame",
+    "bradley_terry_fit",
+    "bradley_terry_game",
+    "cyclic_game",
+    "duality_gap",
+    "egpo",
+    "exploitability",
+    "extragradient",
+    "mirror_descent",
+    "nash_md",
+    "nash_mirror_prox",
+    "nash_mirror_prox_pg",
+    "omwu",
+    "random_game",
+    "regularized_nash",
+    "rps3",
+    "sppo",
+    "stack_games",
+    "tournament",
+    "unregularized_exploitability",
+    "win_probability",
+]
 # --- best_of_n (klsim.best_of_n) -------------------------------------------------------------------
 # --- occupancy (klsim.occupancy) ------------------------------------------------------------------
 # --- envs (klsim.envs) -------------------------------------------------------------------------------

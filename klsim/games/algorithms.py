@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from klsim._kernels.games import affine_normalize, game_metrics, pref_matvec
+from klsim._kernels.games import affine_normalize, game_metrics
 from klsim._validation import check_choice, check_int, check_nonnegative_scalar, check_positive
 from klsim.divergences import log_softmax
-from klsim.games.game import PreferenceGame
+from klsim.games.game import PreferenceGame, pref_matvec
 from klsim.games.solver import regularized_nash
 from klsim.results import GameResult
 

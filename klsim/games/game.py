@@ -23,12 +23,19 @@ __all__ = [
     "rps3",
     "bradley_terry_game",
     "stack_games",
+    "pref_matvec",
 ]
 
 #: |P + Pᵀ − 1| tolerance of the validation (spec §5).
 SKEW_TOL = 1e-12
 #: |logsumexp(log_ref)| tolerance.
 NORM_TOL = 1e-10
+
+
+def pref_matvec(P: np.ndarray, pi: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[c] = P[c] @ pi[c] for P (C, n, n), pi and out (C, n): one batched BLAS product (no context loop)."""
+    np.matmul(P, pi[:, :, None], out=out[:, :, None])
+    return out
 
 
 def _fmt_ctx(c: int, batched: bool) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from klsim._kernels.games import game_metrics, pref_matvec
+from klsim._kernels.games import game_metrics
 from klsim._validation import check_positive
 from klsim.divergences import logsumexp
-from klsim.games.game import PreferenceGame
+from klsim.games.game import PreferenceGame, pref_matvec
 
 __all__ = [
     "preference_against",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from klsim._kernels.games import game_metrics, pref_matvec
+from klsim._kernels.games import game_metrics
 from klsim._validation import check_int, check_positive
 from klsim.divergences import log_softmax
-from klsim.games.game import PreferenceGame
+from klsim.games.game import PreferenceGame, pref_matvec
 from klsim.results import GameResult
 
 __all__ = ["regularized_nash", "residual_tolerance", "continuation_levels", "NashNotCertifiedError"]
