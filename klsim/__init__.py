@@ -43,7 +43,7 @@ from klsim.divergences import (
     tsallis_policy,
 )
 
-__all__ = [  # noqa: PLE0605
+__all__ = [
     *__all__,
     "alpha_divergence",
     "chi2_divergence",
