@@ -108,7 +108,12 @@ class Entry:
         if self.twin is None:
             raise LookupError(f"registry entry {self.name!r} has no klsim twin")
         import importlib
+        import re
 
+        m = re.fullmatch(r"([\w.]+)\['(\w+)'\]\['(\w+)'\]", self.twin)
+        if m:
+            mod, _, attr = m.group(1).rpartition(".")
+            return getattr(importlib.import_module(mod), attr)[m.group(2)][m.group(3)]
         mod, _, attr = self.twin.rpartition(".")
         return getattr(importlib.import_module(mod), attr)
 
@@ -151,3 +156,193 @@ def _add(
     if name in reg:
         raise ValueError(f"duplicate registry entry {name!r}")
     reg[name] = Entry(name, fn, twin, family, paper, formula)
+
+
+_S = "klsim.sequence.TWINS"
+
+_PAPERS = {
+    "k1": "[Sch20] Schulman 2020 note",
+    "k2": "[Sch20]",
+    "k3": "[Sch20]",
+    "k3_rho": "[DSV32] arXiv:2512.02556 Eq. 7",
+    "k2_rho": "[TM25] arXiv:2506.09477",
+    "k3_st": "verl PR #2953",
+    "is_k1": "OpenRLHF PR #1309",
+    "rtg": "[TM25] arXiv:2506.09477",
+    "fv_partial": "[TM25] arXiv:2506.09477",
+    "fv_rtg": "[TM25] arXiv:2506.09477",
+}
+_FORMULAS = {
+    "k1": "δ",
+    "k2": "δ²/2",
+    "k3": "e^{−δ}+δ−1",
+    "k3_rho": "ρ·k3 (ρ differentiable)",
+    "k2_rho": "ρ·k2",
+    "k3_st": "k2 − sg(k2) + sg(k3)",
+    "is_k1": "value w·δ, gradient sg(w)·δ, w = min(ρ, c)",
+    "rtg": "Σ_t log π_t·sg(Σ_{s≥t} δ_s)",
+    "fv_partial": "Σ_t KL_t(y_<t)",
+    "fv_rtg": "Σ_t [KL_t + log π_t·sg(Σ_{s>t} KL_s)]",
+}
+_DIV_FORMULAS = {
+    "rkl": "Σ p(ℓp−ℓq)",
+    "fkl": "Σ q(ℓq−ℓp)",
+    "jsd_beta": "β·KL(q‖m)+(1−β)·KL(p‖m), m=βq+(1−β)p",
+    "gkd_jsd": "jsd_beta; β=0 ↦ FKL, β=1 ↦ RKL",
+    "alpha": "(1 − Σ p^{1−α}q^α)/(α(1−α))",
+    "chi2": "Σ p²/q − 1",
+    "tsallis": "(Σ p^κ q^{1−κ} − 1)/(κ−1)",
+}
+_DIV_PAPERS = {
+    "rkl": "[Sch20]",
+    "fkl": "[Sch20]",
+    "jsd_beta": "GKD, Agarwal et al. arXiv:2306.13649",
+    "gkd_jsd": "TRL GKD / Liger JSD",
+    "alpha": "[fDPO] arXiv:2309.16240",
+    "chi2": "[Corr25] arXiv:2403.03185",
+    "tsallis": "Tsallis 1988; [fDPO]",
+}
+_PREF = {
+    "dpo": ("[DPO] arXiv:2305.18290", "−log σ(βΔ)"),
+    "ipo": ("[IPO] arXiv:2310.12036", "(Δ − 1/(2β))²"),
+    "ipo_lennorm": ("[IPO] as in TRL", "(s_w/|y_w| − s_l/|y_l| − 1/(2β))²"),
+    "fdpo": ("[fDPO] arXiv:2309.16240", "−log σ(β f′(u_w) − β f′(u_l))"),
+    "is_daa": ("[ISDAA] arXiv:2506.08681", "sg(w)·ℓ_DAA, w = exp(min(s_w + s_l, 2ε))"),
+    "hdpo": (
+        "[HDPO] arXiv:2411.07595",
+        "−log σ(β[α log π(y_w) − log π_ref(y_w)] − β[α log π(y_l) − log π_ref(y_l)])",
+    ),
+    "tdpo1": ("[TDPO] arXiv:2404.11999", "−log σ(βΔ − [βD(y_l) − βD(y_w)]), D = Σ_t KL(π_ref,t‖π_t)"),
+    "tdpo2": ("[TDPO] arXiv:2404.11999", "−log σ(βΔ − α[βD(y_l) − sg(βD(y_w))])"),
+}
+_PG = {
+    "reinforce": ("Williams 1992; [Zie19] arXiv:1909.08593", "−Σ_t ρ_t (R − β Σ_{s≥t} sg(k_s))"),
+    "rloo": ("[RLOO] arXiv:2402.14740", "−Σ_t ρ_t (R − mean_{j≠i} R_j − β Σ_{s≥t} sg(k_s))"),
+    "grpo": ("[GRPO] arXiv:2402.03300", "−Σ_t ρ_t ((R − mean R)/(std R + ε)) [+ β·KL term]"),
+    "ppo": ("[PPO] arXiv:1707.06347", "−min(ρA, clip(ρ, 1−ε, 1+ε)A) [+ KL in reward or loss]"),
+}
+_PRESET_PAPERS = {
+    "trl_grpo": "TRL GRPOTrainer (β>0, use_bias_correction_kl=False)",
+    "verl_kl_loss": "verl low_var_kl loss",
+    "liger_grpo": "Liger GRPO loss",
+    "trl_grpo_bc": "TRL PR #6503 (token IS)",
+    "trl_grpo_bc_seq": "TRL #6586",
+    "liger_grpo_triton_seq": "Liger Triton GRPO backward",
+    "verl_k3_plus": "verl PR #2953",
+    "openrlhf_k2_loss": "OpenRLHF k2 loss (ProRL v2)",
+    "openrlhf_k1_loss": "OpenRLHF k1 loss",
+    "openrlhf_unbiased": "OpenRLHF PR #1309",
+    "trl_rloo": "TRL RLOOTrainer",
+    "verl_kl_in_reward": "verl kl",
+    "openrlhf_default": "OpenRLHF default",
+    "trl_ppo_k1": "TRL PPO kl_estimator=k1",
+    "trl_ppo_k3": "TRL PPO kl_estimator=k3",
+    "verl_reward_low_var_kl": "verl in-reward low_var_kl",
+    "trl_nash_md": "TRL NashMDTrainer",
+    "library_rtg": "[TM25]",
+    "library_fv_rtg": "[TM25]",
+}
+
+
+def _populate() -> None:
+    from functools import partial
+
+    from klsim_llm import divergences as dv
+    from klsim_llm import estimators as es
+    from klsim_llm import objectives as ob
+
+    for name in es.ESTIMATORS:
+        _add(
+            KL_ESTIMATORS,
+            name,
+            partial(es.kl_term, estimator=name),
+            f"{_S}['kl_estimators']['{name}']",
+            "kl",
+            _PAPERS[name],
+            _FORMULAS[name],
+        )
+    for name in dv.DIVERGENCE_NAMES:
+        _add(
+            DIVERGENCES,
+            name,
+            partial(dv.divergence_loss, name=name),
+            f"{_S}['divergences']['{name}']",
+            "div",
+            _DIV_PAPERS[name],
+            _DIV_FORMULAS[name],
+        )
+    for name, (paper, formula) in _PREF.items():
+        _add(
+            OBJECTIVES,
+            name,
+            partial(ob.pref_loss, name=name),
+            f"{_S}['objectives']['{name}']",
+            "pref",
+            paper,
+            formula,
+        )
+    for name, (paper, formula) in _PG.items():
+        _add(
+            OBJECTIVES,
+            name,
+            partial(ob.pg_loss, name=name),
+            f"{_S}['objectives']['{name}']",
+            "pg",
+            paper,
+            formula,
+        )
+    _add(
+        OBJECTIVES,
+        "nash_mp",
+        ob.nash_mp_loss,
+        f"{_S}['objectives']['nash_mp']",
+        "nash",
+        "[NashMP] arXiv:2505.19731v1",
+        "−(1/β)(P̂(y≻y′) − ½)·log π(y) + rtg KL(π‖π_ref) + (1/η)·rtg KL(π‖π_θk)",
+    )
+    _add(
+        OBJECTIVES,
+        "occupancy_chi2",
+        ob.occupancy_chi2_loss,
+        f"{_S}['objectives']['occupancy_chi2']",
+        "occupancy",
+        "[Corr25] arXiv:2403.03185",
+        "sg(−R + λ(e^{s} − 1))·Σ_t log π_t  (E∇ = −∇E[R] + (λ/2)∇χ²)",
+    )
+    _add(
+        OBJECTIVES,
+        "bon_distill",
+        ob.bon_distill_loss,
+        f"{_S}['objectives']['bon_distill']",
+        "bon",
+        "[BoN] arXiv:2401.01879; [BOND] arXiv:2407.14622",
+        "KL(π_N‖π_θ) or KL(π_θ‖π_N), π_N exact BoN law",
+    )
+    for name, formula in (
+        ("none", "R"),
+        ("rloo", "R − mean_{j≠i} R_j"),
+        ("group_mean", "R − mean R"),
+        ("grpo", "(R − mean R)/(std R + ε)"),
+    ):
+        _add(
+            ADVANTAGES,
+            name,
+            partial(ob.advantages, name=name),
+            f"{_S}['advantages']['{name}']",
+            "adv",
+            {"rloo": "[RLOO] arXiv:2402.14740", "grpo": "[GRPO] arXiv:2402.03300"}.get(name, "—"),
+            formula,
+        )
+    for name, spec in ob.PRESETS.items():
+        _add(
+            PRESETS,
+            name,
+            partial(ob.preset_kl, preset=name),
+            f"{_S}['presets']['{name}']",
+            "preset",
+            _PRESET_PAPERS[name],
+            ", ".join(f"{k}={v}" for k, v in spec.items()),
+        )
+
+
+_populate()
