@@ -106,7 +106,7 @@ def pref_loss(
     sl = _seq_sum(logp_l - ref_logp_l.detach(), mask_l)
     metrics: dict = {"margin": float((sw - sl).detach().mean())}
     if name == "dpo" or (name == "is_daa" and base == "dpo"):
-        loss = F.softplus(-beta * (sw - sl))
+        loss = -F.logsigmoid(beta * (sw - sl))
     elif name == "ipo" or (name == "is_daa" and base == "ipo"):
         loss = (sw - sl - 1.0 / (2 * beta)) ** 2
     elif name == "is_daa":
@@ -116,14 +116,14 @@ def pref_loss(
         nl = mask_l.to(sl.dtype).sum(-1).clamp_min(1.0)
         loss = (sw / nw - sl / nl - 1.0 / (2 * beta)) ** 2
     elif name == "fdpo":
-        loss = F.softplus(-_fdpo_logit(sw, sl, divergence, alpha, beta, log_ratio_clamp))
+        loss = -F.logsigmoid(_fdpo_logit(sw, sl, divergence, alpha, beta, log_ratio_clamp))
         metrics["clamp_frac"] = float(
             ((sw.abs() > log_ratio_clamp) | (sl.abs() > log_ratio_clamp)).float().mean()
         )
     elif name == "hdpo":
         h = beta * (alpha * _seq_sum(logp_w, mask_w) - _seq_sum(ref_logp_w.detach(), mask_w))
         h = h - beta * (alpha * _seq_sum(logp_l, mask_l) - _seq_sum(ref_logp_l.detach(), mask_l))
-        loss = F.softplus(-h)
+        loss = -F.logsigmoid(h)
     elif name in ("tdpo1", "tdpo2"):
         if any(t is None for t in (logits_w, ref_logits_w, logits_l, ref_logits_l)):
             raise ValueError(f"logits_w, ref_logits_w, logits_l, ref_logits_l: required by {name}")
@@ -132,7 +132,7 @@ def pref_loss(
         c = 1.0 if name == "tdpo1" else float(alpha)
         if name == "tdpo2":
             Dw = Dw.detach()
-        loss = F.softplus(-(beta * (sw - sl) - c * (beta * Dl - beta * Dw)))
+        loss = -F.logsigmoid(beta * (sw - sl) - c * (beta * Dl - beta * Dw))
     else:
         raise ValueError(f"name: unknown preference loss {name!r}; valid: {', '.join(PREF_LOSSES)}")
     if name == "is_daa":

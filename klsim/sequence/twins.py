@@ -148,8 +148,8 @@ def kl_term_twin(
         k, inside = _clamped(k, kl_clamp)
         dk = dk * inside
         metrics["clamp_frac"] = float(np.sum(m * (1 - ddelta * inside)) / max(m.sum(), 1.0))
-        if estimator == "k3_st":
-            dk = delta * ddelta * inside
+        if estimator == "k3_st":  # gradient of the (clamped) k2
+            dk = delta * ddelta * _clamped(0.5 * delta**2, kl_clamp)[1]
         value_tok = k
         if estimator in ("k3_rho", "k2_rho"):
             value_tok = rho * k
@@ -256,8 +256,17 @@ def divergence_rows(
     raise ValueError(f"divergence: unknown {name!r}")
 
 
-def divergence_twin(batch: dict, *, name: str, reduction: str = "sum", **param) -> TwinOut:
-    """Twin of ``klsim_llm.divergences`` entries: Σ (or mean) over masked positions of D(π_t‖π_ref,t)."""
+def divergence_twin(
+    batch: dict,
+    *,
+    name: str,
+    reduction: str = "sum",
+    chunk_rows: int | None = None,
+    chunk_vocab: int | None = None,
+    **param,
+) -> TwinOut:
+    """Twin of ``klsim_llm.divergences`` entries: Σ (or mean) over masked positions of D(π_t‖π_ref,t)
+    (``chunk_rows``/``chunk_vocab`` only change how torch computes it)."""
     lq, rq, mask = batch["logq"], batch["ref_logq"], batch["mask"]
     val, d = divergence_rows(name, lq, rq, **param)
     m = mask.astype(float)
@@ -280,7 +289,7 @@ def _fprime_logit(s_w, s_l, divergence, alpha, beta, clamp):
     if divergence == "rkl":
         return beta * (s_w - s_l), beta * np.ones_like(s_w), -beta * np.ones_like(s_l)
     if divergence == "fkl":
-        return beta * (np.exp(-sl) - np.exp(-sw)), beta * np.exp(-sw) * iw, beta * np.exp(-sl) * il
+        return beta * (np.exp(-sl) - np.exp(-sw)), beta * np.exp(-sw) * iw, -beta * np.exp(-sl) * il
     if divergence == "js":
         lsw = -np.logaddexp(0.0, -s_w)
         lsl = -np.logaddexp(0.0, -s_l)
