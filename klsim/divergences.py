@@ -362,9 +362,10 @@ def _tsallis_step(
     """Validated-input core for q > 1: ``(log π, ν)`` with shapes (..., A) and (...)."""
     shape = q_values.shape
     A = shape[-1]
-    Q2 = np.ascontiguousarray(q_values.reshape(-1, A))
+    # writable C-contiguous float64 (a read-only array would compile a second kernel specialization)
+    Q2 = np.require(q_values.reshape(-1, A), np.float64, ["C", "W"])
     if lam > 0.0 and log_ref is not None:
-        lm2 = np.ascontiguousarray(np.broadcast_to(log_ref, shape).reshape(-1, A))
+        lm2 = np.require(np.broadcast_to(log_ref, shape).reshape(-1, A), np.float64, ["C", "W"])
     else:
         lm2 = np.zeros((1, A))
     out = np.empty_like(Q2)
