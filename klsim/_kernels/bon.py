@@ -18,6 +18,7 @@ __all__ = [
     "h_log1mexpexp",
     "bon_level_law",
     "kl_from_logs_1d",
+    "bon_kl_levels",
     "lattice_log_law",
     "composition_types",
     "group_logsumexp",
@@ -56,7 +57,9 @@ def g_loglog(u):
         return np.inf
     if u < -18.0:
         return u + math.log1p(math.exp(u) / 2.0)
-    return math.log(-math.log1p(-math.exp(u)))
+    if u < -_LOG2:
+        return math.log(-math.log1p(-math.exp(u)))
+    return math.log(-math.log(-math.expm1(u)))
 
 
 @njit
@@ -115,10 +118,81 @@ def bon_level_law(log_mass, log_n, log_cdf, log_tail, log_a, log_q, ell):
         else:
             a_k = math.exp(log_a[k])
         log_q[k] = -a_k + hk
-        if hk == 0.0:
-            ell[k] = log_a[k]
+        # ln(−h) = g(−e^{ldiff}) stays finite where h rounds to 0 (top levels at huge N)
+        if ldiff == np.inf:
+            lmh = -np.inf
         else:
-            ell[k] = _logaddexp(log_a[k], math.log(-hk))
+            lmh = g_loglog(-math.exp(ldiff))
+        ell[k] = _logaddexp(log_a[k], lmh)
+
+
+@njit
+def _log_q_logspace(lf, lf_prev, lt, lm_k, log_n, first):
+    """ln Q_k by the §3.2 log-space route (used where N, A or D would overflow or underflow)."""
+    if lf < -_LOG2:
+        la = log_n + math.log(-lf)
+    else:
+        la = log_n + g_loglog(lt)
+    if first:
+        ldiff = np.inf
+    else:
+        ratio = lm_k - lf
+        if ratio < -_LOG2:
+            ldiff = log_n + g_loglog(ratio)
+        else:
+            ldiff = log_n + math.log(lf - lf_prev)
+    a_k = 0.0 if la == -np.inf else math.exp(la)
+    return -a_k + h_log1mexpexp(ldiff)
+
+
+@njit
+def bon_kl_levels(log_mass, log_n, work):
+    """Exact D(π_N‖p) = Σ_k Q_k (ln Q_k − ln P_k) in two fused passes (spec §3.2–3.3).
+
+    Pass 1 (forward) stores ln F_k in ``work``.  Pass 2 (backward) accumulates ln T_k only while F_k ≥ ½ and
+    evaluates ln Q_k = −A_k + ln(1 − e^{−D_k}), A_k = N(−ln F_k), D_k = A_{k−1} − A_k = N(−ln(1 − P_k/F_k)).
+    Where ln N ≤ 600 and the arguments stay above e^{−600}, A_k and D_k are formed as products N·x (one
+    rounding each, no exp(log) round trip: at least as accurate as the log route); elsewhere the §3.2
+    log-space route is used, so ln N up to 1e4 never overflows.
+    """
+    K = log_mass.shape[0]
+    acc = -np.inf
+    for k in range(K):
+        acc = _logaddexp(acc, log_mass[k])
+        work[k] = acc
+    work[K - 1] = 0.0
+    big_n = log_n <= 600.0
+    n = math.exp(log_n) if big_n else np.inf
+    lt = -np.inf
+    kl = 0.0
+    for k in range(K - 1, -1, -1):
+        lf = work[k]
+        lm_k = log_mass[k]
+        lf_prev = work[k - 1] if k > 0 else -np.inf
+        ratio = lm_k - lf
+        fast = big_n and ratio > -600.0 and (lf < -_LOG2 or lt > -600.0 or k == K - 1)
+        if fast:
+            if lf < -_LOG2:
+                x = -lf
+            elif k == K - 1:
+                x = 0.0
+            else:
+                x = -math.log1p(-math.exp(lt))
+            if k == 0:
+                lq = -n * x
+            else:
+                if ratio < -_LOG2:
+                    d = -math.log1p(-math.exp(ratio))
+                else:
+                    d = lf - lf_prev
+                lq = -n * x + log1mexp(n * d)
+        else:
+            lq = _log_q_logspace(lf, lf_prev, lt, lm_k, log_n, k == 0)
+        if lq > -np.inf:
+            kl += math.exp(lq) * (lq - lm_k)
+        if lf >= -_LOG2:
+            lt = _logaddexp(lt, lm_k)
+    return kl
 
 
 @njit

@@ -352,7 +352,7 @@ def _fixed_point_at_beta(
     """Damped iteration log f ← (1−η) log f + η R_f/β at fixed β; returns (log f, residual, iterations)."""
     res = np.inf
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007
         pi = np.exp(lp + log_f)
         r = _gradient(pi, p, n, mode, base) / beta
         dev = log_f - r

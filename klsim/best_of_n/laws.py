@@ -21,7 +21,7 @@ import math
 import numpy as np
 from scipy.optimize import brentq
 
-from klsim._kernels.bon import bon_level_law, kl_from_logs_1d
+from klsim._kernels.bon import bon_kl_levels, bon_level_law, kl_from_logs_1d
 from klsim._validation import as_float_array, check_finite, check_nonnegative_scalar, check_positive
 from klsim.best_of_n.data import (
     FiniteDist,
@@ -263,7 +263,7 @@ def beirami_kl_estimate(
     if not np.all((e > 0) & (e <= 1)):
         i = int(np.flatnonzero(~((e > 0) & (e <= 1)))[0])
         raise ValueError(f"eps: must lie in (0, 1], got {e[i]!r} at {i}")
-    with np.errstate(divide="ignore", over="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         l1m = np.log1p(-e)  # ln(1−ε) ≤ 0
         log_a = -np.exp(ln + np.log(-l1m))  # N ln(1−ε)
         log_a = np.where(l1m == 0.0, 0.0, log_a)
@@ -355,8 +355,9 @@ def bon_kl(
     dist: FiniteDist | MemorylessLM, *, n_samples: float | None = None, log_n_samples: float | None = None
 ) -> float:
     """Exact D(π_N‖p) = Σ_k Q_k (ln Q_k − ln P_k) (spec §3.3), O(K) after the levels are known."""
-    lev, _, law = _bon_core(dist, n_samples, log_n_samples)
-    return max(0.0, kl_from_logs_1d(law["log_q"], lev.log_mass))
+    lev = as_levels(dist)
+    ln = parse_log_n(n_samples, log_n_samples)
+    return max(0.0, bon_kl_levels(lev.log_mass, ln, np.empty(lev.n_levels)))
 
 
 def bon_kl_bound(
@@ -452,16 +453,17 @@ def sample_bon(
     k = np.minimum(k, lev.n_levels - 1)
     if not isinstance(dist, FiniteDist):
         return k
-    out = np.empty(k.size, dtype=np.int64)
-    order = np.argsort(lev.outcome_level, kind="stable")
-    counts = np.bincount(lev.outcome_level[lev.outcome_level >= 0], minlength=lev.n_levels)
-    first = np.searchsorted(lev.outcome_level[order], 0)
-    starts = first + np.concatenate(([0], np.cumsum(counts)[:-1]))
-    for j in range(k.size):
-        members = order[starts[k[j]] : starts[k[j]] + counts[k[j]]]
-        w = dist.probs[members]
-        out[j] = members[min(np.searchsorted(np.cumsum(w) / w.sum(), rng.random()), members.size - 1)]
-    return out
+    # inside level k, pick the outcome at cumulative position F_{k−1} + V·P_k of the level-sorted outcomes
+    ok = np.flatnonzero(lev.outcome_level >= 0)
+    order = ok[np.argsort(lev.outcome_level[ok], kind="stable")]
+    cum = np.cumsum(dist.probs[order])
+    level_start = np.concatenate(([0.0], np.cumsum(lev.mass)[:-1]))
+    target = level_start[k] + rng.random(k.size) * lev.mass[k]
+    pos = np.minimum(np.searchsorted(cum, target, side="right"), order.size - 1)
+    # keep the draw inside its level even where rounding of the cumsum crosses a boundary
+    first = np.searchsorted(lev.outcome_level[order], k, side="left")
+    last = np.searchsorted(lev.outcome_level[order], k, side="right") - 1
+    return order[np.clip(pos, first, last)]
 
 
 def _tilt_on_levels(dist, kl_budget: float | None, kl_coef: float | None) -> tuple[Levels, float, np.ndarray]:
