@@ -1,0 +1,201 @@
+"""Chunked per-token log-probabilities and entropies of a causal LM (spec ``llm-bridge.md`` §3, §7).
+
+The policy's decoder gives hidden states ``h`` (B, L, H); the response rows are pushed through the lm_head
+in row chunks of ``C_r`` tokens, each chunk upcast to at least float32 before the log-softmax
+(``z_y - logsumexp(z)``; bf16 logsumexp is unstable).  With ``checkpoint=True`` every chunk is wrapped in
+``torch.utils.checkpoint`` so its logits are recomputed in backward: the (N, V) logits tensor is never
+stored, peak temporaries are O(C_r·V).  Models without a decoder / linear lm_head (e.g. a tabular LM with
+the ``AutoModelForCausalLM`` forward signature) fall back to ``model(...).logits`` with the same chunked
+log-softmax.
+
+:class:`LogProbModule` wraps a model so that the whole computation happens inside ``forward``; the trainer
+wraps *that* in DDP / FSDP, so gradient synchronization sees every parameter use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _ckpt
+
+__all__ = ["TokenLogProbs", "LogProbModule", "token_logprobs", "auto_row_chunk", "position_ids_from_mask"]
+
+
+@dataclass
+class TokenLogProbs:
+    """Per-token outputs on the response positions.
+
+    Attributes
+    ----------
+    logp : Tensor (B, T)
+        log π(y_t | x, y_<t) of the tokens in ``input_ids[:, start:]`` at the given temperature.
+    entropy : Tensor (B, T)
+        Full-vocabulary entropy of π(· | x, y_<t) (detached).
+    logits : Tensor (B, T, V) or None
+        Next-token logits / temperature, only when requested (full-vocabulary objectives).
+    """
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    logits: torch.Tensor | None = None
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions ``cumsum(mask) - 1`` clamped at 0 (left padding), shape (B, L) int64."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def auto_row_chunk(n_rows: int, vocab: int, hidden: int) -> int:
+    """Row chunk ``next_pow2(ceil(N / ceil(V / H)))`` so chunk logits are about the size of ``h`` (spec §3)."""
+    per = max(1, math.ceil(n_rows / max(1, math.ceil(vocab / max(1, hidden)))))
+    return 1 << (per - 1).bit_length()
+
+
+def _chunk_stats(z: torch.Tensor, y: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logp of y, entropy) of rows of logits ``z`` (n, V); computed in >= float32."""
+    z = z.to(torch.promote_types(z.dtype, torch.float32))
+    if temperature != 1.0:
+        z = z / temperature
+    lse = torch.logsumexp(z, dim=-1)
+    logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
+    with torch.no_grad():
+        lp = z - lse.unsqueeze(-1)
+        ent = -(lp.exp() * lp).sum(-1)
+    return logp, ent
+
+
+def _linear_chunk(
+    h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: torch.Tensor, temperature: float
+):
+    return _chunk_stats(torch.nn.functional.linear(h, w, b), y, temperature)
+
+
+def _decoder_and_head(model: nn.Module):
+    """(decoder, lm_head Linear) when the fused path applies, else None."""
+    get_dec = getattr(model, "get_decoder", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    if get_dec is None or get_head is None:
+        return None
+    cfg = getattr(model, "config", None)
+    # architectures that post-process logits (soft-capping, scaling) take the plain path
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if cfg is not None and getattr(cfg, attr, None) not in (None, 1.0):
+            return None
+    try:
+        dec, head = get_dec(), get_head()
+    except (AttributeError, NotImplementedError, TypeError):
+        return None
+    if dec is None or dec is model or not isinstance(head, nn.Linear):
+        return None
+    return dec, head
+
+
+def token_logprobs(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    start: int,
+    *,
+    temperature: float = 1.0,
+    row_chunk: int = 0,
+    checkpoint: bool = True,
+    return_logits: bool = False,
+) -> TokenLogProbs:
+    """Log-probs of ``input_ids[:, start:]`` under ``model`` (chunked over rows).
+
+    Parameters
+    ----------
+    model : AutoModelForCausalLM-like
+    input_ids, attention_mask : Tensor (B, L)
+        Left-padded prompt followed by the response; ``start`` is the first response column.
+    temperature : float
+        Logits are divided by it (``kl_temperature='sampling'``); 1 gives the untempered policy.
+    row_chunk : int
+        Rows per lm_head chunk; 0 picks :func:`auto_row_chunk`.
+    checkpoint : bool
+        Recompute chunk logits in backward (memory flat in N).
+    return_logits : bool
+        Also return the (B, T, V) tempered logits (needed by full-vocabulary objectives only).
+
+    Returns
+    -------
+    TokenLogProbs
+        ``logp`` (B, T) with T = L - start, ``entropy`` (B, T), optional ``logits``.
+    """
+    if not 1 <= start < input_ids.shape[1]:
+        raise ValueError(f"start must lie in [1, {input_ids.shape[1] - 1}], got {start}")
+    B, L = input_ids.shape
+    T = L - start
+    pos = position_ids_from_mask(attention_mask)
+    y = input_ids[:, start:].reshape(-1)
+    parts = _decoder_and_head(model)
+    if parts is not None:
+        dec, head = parts
+        out = dec(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos, use_cache=False)
+        h = out[0][:, start - 1 : L - 1].reshape(B * T, -1)
+        V, H = head.weight.shape
+        rc = row_chunk or auto_row_chunk(B * T, V, H)
+        lps, ents = [], []
+        for i in range(0, B * T, rc):
+            hc, yc = h[i : i + rc], y[i : i + rc]
+            if checkpoint and torch.is_grad_enabled() and h.requires_grad:
+                lp, en = _ckpt(
+                    _linear_chunk, hc, head.weight, head.bias, yc, temperature, use_reentrant=False
+                )
+            else:
+                lp, en = _linear_chunk(hc, head.weight, head.bias, yc, temperature)
+            lps.append(lp)
+            ents.append(en)
+        logits = None
+        if return_logits:
+            logits = head(h).reshape(B, T, V)
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
+    else:
+        z = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits
+        z = z[:, start - 1 : L - 1]
+        V = z.shape[-1]
+        zf = z.reshape(B * T, V)
+        rc = row_chunk or B * T
+        lps, ents = [], []
+        for i in range(0, B * T, rc):
+            lp, en = _chunk_stats(zf[i : i + rc], y[i : i + rc], temperature)
+            lps.append(lp)
+            ents.append(en)
+        logits = z.to(torch.promote_types(z.dtype, torch.float32)) / temperature if return_logits else None
+    return TokenLogProbs(torch.cat(lps).reshape(B, T), torch.cat(ents).reshape(B, T).detach(), logits)
+
+
+class LogProbModule(nn.Module):
+    """``forward(input_ids, attention_mask, start, ...) -> (logp, entropy, logits)`` around a causal LM.
+
+    Wrapping this module (not the bare LM) in DDP/FSDP keeps the lm_head chunks inside ``forward``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        start: int,
+        temperature: float = 1.0,
+        row_chunk: int = 0,
+        checkpoint: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        out = token_logprobs(
+            self.model,
+            input_ids,
+            attention_mask,
+            start,
+            temperature=temperature,
+            row_chunk=row_chunk,
+            checkpoint=checkpoint,
+            return_logits=return_logits,
+        )
+        return out.logp, out.entropy, out.logits
