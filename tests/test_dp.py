@@ -53,7 +53,7 @@ def _kernel_cases():
     S, A = 5, 3
     mdp = garnet(S, A, 2, seed=1)
     P = np.ascontiguousarray(mdp.dense_P())
-    indptr, indices, data = mdp.csr
+    csr = mdp.csr
     R = rng.standard_normal((S, A))
     q = 3.0 * rng.standard_normal((S, A))
     log_mu = _log_softmax(rng.standard_normal((S, A)))
@@ -61,33 +61,20 @@ def _kernel_cases():
     v = rng.standard_normal(S)
     log_pi = _log_softmax(rng.standard_normal((S, A)))
     log_pi[1, 2] = -np.inf
+
+    def sweep_args():
+        return (R, 0.9, q, log_mu, 0.7, 0.3, np.empty((S, A)), np.empty(S), np.empty((S, A)))
+
     return [
         ("backup_dense", (P, R, 0.9, v, np.empty((S, A)))),
-        ("backup_csr", (indptr, indices, data, R, 0.9, v, np.empty((S, A)))),
+        ("backup_csr", (*csr, R, 0.9, v, np.empty((S, A)))),
         ("soft_greedy_rows", (q, log_mu, 0.7, 0.3, np.empty((S, A)), np.empty(S))),
         ("hard_greedy_rows", (q, np.empty((S, A)), np.empty(S))),
         ("policy_value_rows", (log_pi, q, log_mu, 0.4, 0.2, np.empty(S))),
-        (
-            "soft_sweep_dense",
-            (P, R, 0.9, q, log_mu, 0.7, 0.3, np.empty((S, A)), np.empty(S), np.empty((S, A))),
-        ),
-        (
-            "soft_sweep_csr",
-            (
-                indptr,
-                indices,
-                data,
-                R,
-                0.9,
-                q,
-                log_mu,
-                0.7,
-                0.3,
-                np.empty((S, A)),
-                np.empty(S),
-                np.empty((S, A)),
-            ),
-        ),
+        ("soft_sweep_dense", (P, *sweep_args())),
+        ("soft_sweep_csr", (*csr, *sweep_args())),
+        ("soft_sweep_dense_par", (P, *sweep_args())),
+        ("soft_sweep_csr_par", (*csr, *sweep_args())),
     ]
 
 
@@ -110,6 +97,23 @@ def test_kernel_equals_py_func(name, args):
 def test_every_dp_kernel_is_tested_and_has_no_fastmath():
     tested = {c[0] for c in _kernel_cases()}
     assert tested == set(kernels.__all__)
+
+
+def test_parallel_sweeps_give_the_same_bits_as_serial(g30, rng):
+    S, A = 30, 4
+    q, log_mu = rng.standard_normal((S, A)), _log_softmax(rng.standard_normal((S, A)))
+    d = g30.to_dense()
+    for ser, par, head in (
+        (kernels.soft_sweep_dense, kernels.soft_sweep_dense_par, (d.P,)),
+        (kernels.soft_sweep_csr, kernels.soft_sweep_csr_par, g30.csr),
+    ):
+        outs = []
+        for k in (ser, par):
+            bufs = (np.empty((S, A)), np.empty(S), np.empty((S, A)))
+            k(*head, g30.R, 0.9, q, log_mu, 0.6, 0.5, *bufs)
+            outs.append(bufs)
+        for x, y in zip(*outs):
+            assert np.array_equal(x, y)
 
 
 def test_soft_sweep_layouts_and_pieces_agree(g30, rng):

@@ -6,8 +6,9 @@ the two layouts agree to rounding.  Arrays are float64 / int64 only, one signatu
 
 The regularized sweep (spec §2) is fused: per state ``z = β log μ + q/(λ+τ)``, ``L = lse(z)``,
 ``log π = z − L``, ``v = (λ+τ) L``; then ``q_next = R + γ P v``.  It never takes the log of a probability.
-The sweeps use ``prange`` over states only (each state's work is independent; there is no cross-state
-reduction), so their result does not depend on the thread count.  Dense dot products use four
+The ``*_par`` twins of the sweeps use ``prange`` over states only (each state's work is independent; there
+is no cross-state reduction), so they give the same bits as the serial kernels whatever the thread count;
+callers use them only for large problems (thread start-up dominates small ones).  Dense dot products use eight
 interleaved accumulators in a fixed order (no ``fastmath``), which is deterministic and equals the
 kernel's ``.py_func`` up to the last ulps of ``exp``/``log``.
 """
@@ -27,6 +28,8 @@ __all__ = [
     "policy_value_rows",
     "soft_sweep_dense",
     "soft_sweep_csr",
+    "soft_sweep_dense_par",
+    "soft_sweep_csr_par",
 ]
 
 
@@ -158,13 +161,41 @@ def policy_value_rows(log_pi, q, log_mu, kl_coef, entropy_coef, out):
     return out
 
 
-@pnjit
+@njit
 def soft_sweep_dense(P, R, gamma, q, log_mu, beta, temp, log_pi, v, q_out):
     """Fused regularized Bellman sweep, dense layout (spec §2); temp = λ+τ > 0, β = λ/(λ+τ).
 
     Writes log_pi (S, A) = G^{λ,τ}_μ(q), v (S,) = (λ+τ)·lse(β log μ + q/(λ+τ)) and
     q_out (S, A) = R + γ P v.  Shapes: P (S, A, S); R, q, log_mu (S, A).  ``q_out`` must not alias ``q``.
     """
+    S, A, _ = P.shape
+    for s in range(S):
+        v[s] = _soft_row(q[s], log_mu[s], beta, temp, log_pi[s])
+    for s in range(S):
+        for a in range(A):
+            q_out[s, a] = R[s, a] + gamma * _dot8(P[s, a], v)
+    return q_out
+
+
+@njit
+def soft_sweep_csr(indptr, indices, data, R, gamma, q, log_mu, beta, temp, log_pi, v, q_out):
+    """CSR twin of :func:`soft_sweep_dense`; row ``s*A + a`` of (indptr, indices, data) is P(·|s, a)."""
+    S, A = R.shape
+    for s in range(S):
+        v[s] = _soft_row(q[s], log_mu[s], beta, temp, log_pi[s])
+    for s in range(S):
+        for a in range(A):
+            row = s * A + a
+            acc = 0.0
+            for k in range(indptr[row], indptr[row + 1]):
+                acc += data[k] * v[indices[k]]
+            q_out[s, a] = R[s, a] + gamma * acc
+    return q_out
+
+
+@pnjit
+def soft_sweep_dense_par(P, R, gamma, q, log_mu, beta, temp, log_pi, v, q_out):
+    """Parallel twin of :func:`soft_sweep_dense` (``prange`` over independent states; same arithmetic)."""
     S, A, _ = P.shape
     for s in prange(S):
         v[s] = _soft_row(q[s], log_mu[s], beta, temp, log_pi[s])
@@ -175,8 +206,8 @@ def soft_sweep_dense(P, R, gamma, q, log_mu, beta, temp, log_pi, v, q_out):
 
 
 @pnjit
-def soft_sweep_csr(indptr, indices, data, R, gamma, q, log_mu, beta, temp, log_pi, v, q_out):
-    """CSR twin of :func:`soft_sweep_dense`; row ``s*A + a`` of (indptr, indices, data) is P(·|s, a)."""
+def soft_sweep_csr_par(indptr, indices, data, R, gamma, q, log_mu, beta, temp, log_pi, v, q_out):
+    """Parallel twin of :func:`soft_sweep_csr` (``prange`` over independent states; same arithmetic)."""
     S, A = R.shape
     for s in prange(S):
         v[s] = _soft_row(q[s], log_mu[s], beta, temp, log_pi[s])

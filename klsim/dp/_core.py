@@ -12,10 +12,15 @@ from klsim._kernels.dp import (
     policy_value_rows,
     soft_greedy_rows,
     soft_sweep_csr,
+    soft_sweep_csr_par,
     soft_sweep_dense,
+    soft_sweep_dense_par,
 )
 from klsim._validation import as_float_array, check_nonnegative_scalar
 from klsim.mdp import TabularMDP
+
+PARALLEL_MIN_WORK = 200_000
+"""Sweeps touching at least this many transition entries use the ``prange`` kernels (same bits)."""
 
 LOG_NORM_TOL = 1e-10
 """Tolerance on Σ_a exp(log π(a|s)) − 1 for log-policies given by the user."""
@@ -98,9 +103,11 @@ def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_p
     beta = kl_coef / temp
     if mdp.is_sparse:
         indptr, indices, data = mdp.csr
-        soft_sweep_csr(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+        kernel = soft_sweep_csr_par if data.size >= PARALLEL_MIN_WORK else soft_sweep_csr
+        kernel(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
     else:
-        soft_sweep_dense(mdp.P, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+        kernel = soft_sweep_dense_par if mdp.P.size >= PARALLEL_MIN_WORK else soft_sweep_dense
+        kernel(mdp.P, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
 
 
 def policy_value(log_pi, q, log_mu, kl_coef: float, entropy_coef: float, out=None) -> np.ndarray:
