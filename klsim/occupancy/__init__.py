@@ -46,6 +46,15 @@ from klsim.occupancy.measures import (
     policy_values,
     state_occupancy,
 )
+from klsim.occupancy.orpo import (
+    collect_rollouts,
+    discriminator_logits,
+    divergence_gradient,
+    exact_penalty_orpo,
+    frank_wolfe,
+    orpo_penalty,
+    sample_orpo,
+)
 from klsim.occupancy.problem import OccupancyProblem, occupancy_problem, saturation_threshold
 from klsim.occupancy.proxies import (
     HackingRange,
@@ -67,6 +76,13 @@ from klsim.occupancy.regularized import (
 )
 
 __all__ = [
+    "sample_orpo",
+    "orpo_penalty",
+    "frank_wolfe",
+    "exact_penalty_orpo",
+    "divergence_gradient",
+    "discriminator_logits",
+    "collect_rollouts",
     "HackingRange",
     "OccupancyProblem",
     "RandomCase",
