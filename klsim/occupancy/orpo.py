@@ -164,7 +164,7 @@ def exact_penalty_orpo(
     coef: float,
     *,
     divergence: str = "chi2",
-    step_size: float = 1.0,
+    step_size: float = 0.1,
     n_iter: int = 500,
     averaging: bool = False,
 ) -> OccupancyResult:

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 CLARABEL_TOL = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
-OSQP_TOL = {"eps_abs": 1e-9, "eps_rel": 1e-9, "polish": True, "max_iter": 200_000}
+OSQP_TOL = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iter": 200_000}
 DUAL_ACCEPT = 1e-8
 """Dual methods are accepted when the flow residual ‖E μ(V) − (1−γ)ρ‖∞ is at most this."""
 AUTO_CHAIN = ("clarabel", "osqp", "dual")
@@ -83,13 +83,23 @@ def _socp_model(prob: OccupancyProblem):
     return prob._cache["socp"]
 
 
+def _osqp_polish() -> dict:
+    """OSQP ≥ 1.0 renamed ``polish`` to ``polishing``."""
+    try:
+        import osqp
+    except ImportError:
+        raise SolverError("osqp: not installed (pip install osqp)") from None
+    major = int(str(getattr(osqp, "__version__", "0")).split(".")[0] or 0)
+    return {"polishing": True} if major >= 1 else {"polish": True}
+
+
 def _run_cvx(problem, solver: str) -> str:
     cp = _cvx()
     try:
         if solver == "clarabel":
             problem.solve(solver=cp.CLARABEL, **CLARABEL_TOL)
         elif solver == "osqp":
-            problem.solve(solver=cp.OSQP, **OSQP_TOL)
+            problem.solve(solver=cp.OSQP, **OSQP_TOL, **_osqp_polish())
         else:
             problem.solve(solver=cp.CLARABEL)
     except cp.error.SolverError as exc:
