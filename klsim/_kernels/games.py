@@ -52,8 +52,8 @@ def affine_normalize(theta, log_ref, g, a, b, s, out):
 
 
 @njit
-def game_metrics(log_pi, log_opt, log_ref, g, beta, kl_out, expl_out, span_out):
-    """Per-context KL(π*‖π), β-exploitability of π and span(log π − log π*).
+def game_metrics(log_pi, log_opt, log_ref, g, beta, kl_out, expl_out, span_out, span_ref_out):
+    """Per-context KL(π*‖π), β-exploitability of π, span(log π − log π*) and span(log π − θ_ref).
 
     KL(p‖q) = Σ p·(expm1(δ) − δ), δ = log q − log p (each term ≥ 0, accurate for nearby laws).
     Expl(π) = β·log E_π[exp(u − E_π u)] + β·Σ_{π_y=0} exp(w_y − E_π u) inside the log, with
@@ -83,6 +83,15 @@ def game_metrics(log_pi, log_opt, log_ref, g, beta, kl_out, expl_out, span_out):
                 mn = d
         kl_out[c] = kl
         span_out[c] = mx - mn
+        mx = -np.inf
+        mn = np.inf
+        for j in range(n):
+            d = log_pi[c, j] - log_ref[c, j]
+            if d > mx:
+                mx = d
+            if d < mn:
+                mn = d
+        span_ref_out[c] = mx - mn
         # exploitability (Jensen-gap form)
         mean_u = 0.0
         for j in range(n):

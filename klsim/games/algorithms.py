@@ -81,7 +81,13 @@ class _Oracle:
 
 
 class _Tracker:
-    """Per-iteration diagnostics (exact P) and the stopping rule."""
+    """Per-iteration diagnostics (exact P) and the stopping rule (every context at ``tol``).
+
+    A batch of C > 1 contexts also gets ``(K+1, C)`` arrays ``exploitability_per_context``,
+    ``kl_to_opt_per_context`` and ``span_per_context``.
+    """
+
+    _KEYS = ("kl_to_opt", "exploitability", "span", "span_to_ref", "queries", "comparisons")
 
     def __init__(self, game, beta, log_opt, n_iter, tol, max_queries, regularized=True):
         self.game = game
@@ -91,36 +97,56 @@ class _Tracker:
         self.tol = tol
         self.max_queries = max_queries
         K = n_iter + 1
-        self.h = {
-            k: np.full(K, np.nan) for k in ("kl_to_opt", "exploitability", "span", "queries", "comparisons")
-        }
         C = game.n_contexts
-        self._kl, self._ex, self._sp = np.empty(C), np.empty(C), np.empty(C)
+        self.h = {k: np.full(K, np.nan) for k in self._KEYS}
+        self.per_ctx = C > 1
+        if self.per_ctx:
+            for k in ("exploitability", "kl_to_opt", "span"):
+                self.h[k + "_per_context"] = np.full((K, C), np.nan)
+        self._kl, self._ex, self._sp, self._spr = np.empty(C), np.empty(C), np.empty(C), np.empty(C)
         self._g = np.empty((C, game.n_actions))
+        self._w = game.weights
+        self._ref = game.log_ref2
+        self._P = game.P3
+        # without a reference equilibrium the kernel still runs (KL/span against π itself are discarded)
+        self._lo = log_opt
         self.k = 0
+        self.max_expl = np.inf
 
     def record(self, lp: np.ndarray, oracle: _Oracle, g_exact: np.ndarray | None = None) -> bool:
         """Record iterate k; return True when the run should stop (tolerance or query budget reached)."""
         if g_exact is None:
-            g_exact = pref_matvec(self.game.P3, np.exp(lp), self._g)
-        w = self.game.weights
+            g_exact = pref_matvec(self._P, np.exp(lp), self._g)
         k = self.k
-        if self.regularized:
-            game_metrics(
-                lp, self.log_opt, self.game.log_ref2, g_exact, self.beta, self._kl, self._ex, self._sp
-            )
-            self.h["exploitability"][k] = np.dot(w, self._ex)
-        else:
-            self.h["exploitability"][k] = np.dot(w, g_exact.max(axis=1) - 0.5)
-            if self.log_opt is not None:
-                game_metrics(lp, self.log_opt, self.game.log_ref2, g_exact, 1.0, self._kl, self._ex, self._sp)
-        if self.log_opt is not None:
-            self.h["kl_to_opt"][k] = np.dot(w, self._kl)
-            self.h["span"][k] = self._sp.max()
-        self.h["queries"][k] = oracle.queries
-        self.h["comparisons"][k] = oracle.comparisons
+        h = self.h
+        lo = lp if self._lo is None else self._lo
+        game_metrics(
+            lp,
+            lo,
+            self._ref,
+            g_exact,
+            self.beta if self.regularized else 1.0,
+            self._kl,
+            self._ex,
+            self._sp,
+            self._spr,
+        )
+        ex = self._ex if self.regularized else g_exact.max(axis=1) - 0.5
+        h["exploitability"][k] = self._w @ ex
+        self.max_expl = ex.max()
+        if self._lo is not None:
+            h["kl_to_opt"][k] = self._w @ self._kl
+            h["span"][k] = self._sp.max()
+        h["span_to_ref"][k] = self._spr.max()
+        h["queries"][k] = oracle.queries
+        h["comparisons"][k] = oracle.comparisons
+        if self.per_ctx:
+            h["exploitability_per_context"][k] = ex
+            if self._lo is not None:
+                h["kl_to_opt_per_context"][k] = self._kl
+                h["span_per_context"][k] = self._sp
         self.k += 1
-        if self.tol > 0 and self.h["exploitability"][k] <= self.tol:
+        if self.tol > 0 and self.max_expl <= self.tol:
             return True
         return self.max_queries is not None and oracle.queries >= self.max_queries
 
@@ -128,7 +154,7 @@ class _Tracker:
         return {k: v[: self.k].copy() for k, v in self.h.items()}
 
     def converged(self) -> bool:
-        return bool(self.tol > 0 and self.k > 0 and self.h["exploitability"][self.k - 1] <= self.tol)
+        return bool(self.tol > 0 and self.k > 0 and self.max_expl <= self.tol)
 
 
 def _init(game: PreferenceGame, log_init):

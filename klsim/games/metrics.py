@@ -106,8 +106,8 @@ def exploitability(game: PreferenceGame, log_policy, beta: float, *, per_context
     g = np.empty_like(lp)
     pref_matvec(game.P3, np.exp(lp), g)
     C = lp.shape[0]
-    kl, ex, sp = np.empty(C), np.empty(C), np.empty(C)
-    game_metrics(lp, lp, game.log_ref2, g, beta, kl, ex, sp)
+    kl, ex, sp, spr = np.empty(C), np.empty(C), np.empty(C), np.empty(C)
+    game_metrics(lp, lp, game.log_ref2, g, beta, kl, ex, sp, spr)
     return _reduce(game, ex, per_context)
 
 

@@ -172,8 +172,8 @@ def regularized_nash(
     C = lp.shape[0]
     g = np.empty_like(lp)
     pref_matvec(P, np.exp(lp), g)
-    kl, ex, sp = np.empty(C), np.empty(C), np.empty(C)
-    game_metrics(lp, lp, game.log_ref2, g, beta, kl, ex, sp)
+    kl, ex, sp, spr = np.empty(C), np.empty(C), np.empty(C), np.empty(C)
+    game_metrics(lp, lp, game.log_ref2, g, beta, kl, ex, sp, spr)
     span_r = r.max(axis=1) - r.min(axis=1)
     tol = residual_tolerance(beta)
     bad = np.flatnonzero(~((ex <= EXPL_CERT) & (span_r <= 10 * tol)))
