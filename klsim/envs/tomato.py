@@ -39,6 +39,7 @@ observations and proxy/true rewards are richer than a TabularMDP export) and
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -169,7 +170,7 @@ class TomatoWateringEnv(gym.Env):
         if self.bucket_flag_obs:
             obs["bucket_visited"] = spaces.Discrete(2)
         self.observation_space = spaces.Dict(obs)
-        self._index = tomato_tabular(dry_distance=self.dry_distance, noop=self.noop).state_index
+        self._index = _state_index(self.dry_distance, self.noop)
         self._cell, self._watered, self._t, self._bucket = START, 0, 0, False
 
     def _obs(self) -> dict[str, Any]:
@@ -302,6 +303,11 @@ def tomato_tabular(
 
     mdp = TabularMDP(sp.csr_array(P.reshape(S * A, S)), Rt, gamma, rho)
     return TomatoTabular(mdp, Rt, Rp, states, index)
+
+
+@functools.lru_cache(maxsize=8)
+def _state_index(dry_distance: float, noop: bool) -> dict:
+    return tomato_tabular(dry_distance=dry_distance, noop=noop).state_index
 
 
 def tomato_mdp(randomness_eps: float = 0.0, gamma: float = 0.99) -> TabularMDP:
