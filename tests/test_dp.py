@@ -421,3 +421,21 @@ def test_sparse_evaluation_uses_sparse_solve():
     q_d, v_d = policy_evaluation(big.to_dense(), np.full((300, 3), -np.log(3)))
     np.testing.assert_allclose(q_s, q_d, rtol=1e-12, atol=1e-12)
     assert sp.issparse(big.transition_matrix())
+
+
+def test_vectorized_exp_is_accurate_to_two_ulp():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [-rng.uniform(0, 700, 20000), -rng.uniform(0, 1, 2000), [0.0, -1e-300, -np.log(2), -700.0]]
+    )
+    out = np.empty_like(x)
+    kernels._exp_nonpos(x, out, x.size)
+    rel = np.abs(out / np.exp(x) - 1.0)
+    assert rel.max() <= 2 * np.finfo(float).eps
+    tail = np.array([-700.5, -745.0, -1e308, -np.inf])
+    out_t = np.ones(4)
+    kernels._exp_nonpos(tail, out_t, 4)
+    assert np.array_equal(out_t, np.zeros(4))
+    out_py = np.empty_like(x[:50])
+    kernels._exp_nonpos.py_func(x[:50], out_py, 50)
+    assert np.array_equal(out_py, out[:50])

@@ -19,7 +19,7 @@ from klsim._kernels.dp import (
 from klsim._validation import as_float_array, check_nonnegative_scalar
 from klsim.mdp import TabularMDP
 
-PARALLEL_MIN_WORK = 200_000
+PARALLEL_MIN_WORK = 4_000_000
 """Sweeps touching at least this many transition entries use the ``prange`` kernels (same bits)."""
 
 LOG_NORM_TOL = 1e-10
