@@ -66,7 +66,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     torch.save(state, tmp / "state.pt")
-    if model is not None:
+    if model is not None and hasattr(model, "save_pretrained"):
         model.save_pretrained(tmp / "model", safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "model")
