@@ -184,6 +184,17 @@ def test_stable_up_to_log_n_1e4_and_sum_to_one(rng):
             assert abs(float(np.exp(law["log_q"]).sum()) - 1.0) <= 1e-12
 
 
+def test_fused_kl_kernel_equals_sum_over_law(rng):
+    """bon_kl (fused kernel, linear fast path) against Σ Q ln(Q/P) from the full §3.2 law, incl. the LM tails."""
+    cases = [random_instance(rng) for _ in range(40)] + [
+        MemorylessLM([0.4, 0.3, 0.2, 0.1], [0, 1, 2, 3], 300)
+    ]
+    for d in cases:
+        for ln in (0.0, 0.7, 5.0, 60.0, 599.0, 601.0, 2000.0, 1e4):
+            res = bon_distribution(d, log_n_samples=ln)
+            assert bon_kl(d, log_n_samples=ln) == pytest.approx(res.kl, rel=1e-12, abs=1e-13)
+
+
 def test_saturation_tied_top_and_binary_uniform():
     # tied top: saturates at ln(1/P_K) with P_K = 0.5, not ln(1/p(y*)) = ln 4
     d = TIED
@@ -514,7 +525,7 @@ def test_dp_equals_type_classes_and_tensorization():
 def test_memoryless_n2000_under_two_seconds():
     import time
 
-    MemorylessLM([0.4, 0.3, 0.2, 0.1], [0, 1, 2, 3], 10).levels  # compile outside the timing
+    assert MemorylessLM([0.4, 0.3, 0.2, 0.1], [0, 1, 2, 3], 10).levels.n_levels == 31  # compile first
     t0 = time.perf_counter()
     lm = MemorylessLM([0.4, 0.3, 0.2, 0.1], [0, 1, 2, 3], 2000)
     res = bon_distribution(lm, log_n_samples=1000.0)

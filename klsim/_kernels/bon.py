@@ -22,6 +22,8 @@ __all__ = [
     "lattice_log_law",
     "composition_types",
     "group_logsumexp",
+    "inference_fixed_point",
+    "tilt_kl_level",
 ]
 
 _LOG2 = math.log(2.0)
@@ -308,3 +310,101 @@ def group_logsumexp(x, starts, out):
         for i in range(a, b):
             acc += math.exp(x[i] - mx)
         out[g] = mx + math.log(acc)
+
+
+@njit
+def inference_fixed_point(log_p, base, n, worst, beta, log_f, eta, tol, max_iter):
+    """Damped fixed point ln f ← (1−η) ln f + η R_f/β of InfAlign's stationarity condition (spec §8 Grid).
+
+    R_i = Σ_{j≥i} N G_j^{N−1}(base_j − base_{j+1}) (BoN-N; WoN-N uses (1 − G_j)^{N−1} with 1 − G from a
+    reverse cumsum); π = p e^{ln f}, renormalized each step.  ``log_f`` is updated in place.  Returns
+    (residual, iterations), residual = ½(max − min) of ln f − R/β (the sup-norm distance to a constant).
+    """
+    K = log_p.shape[0]
+    pi = np.empty(K)
+    r = np.empty(K)
+    res = np.inf
+    it = 0
+    while it < max_iter:
+        it += 1
+        # π and its CDF / tail
+        mx = -np.inf
+        for k in range(K):
+            t = log_p[k] + log_f[k]
+            if t > mx:
+                mx = t
+        z = 0.0
+        for k in range(K):
+            pi[k] = math.exp(log_p[k] + log_f[k] - mx)
+            z += pi[k]
+        for k in range(K):
+            pi[k] /= z
+        acc = 0.0
+        tail = 0.0
+        # reverse cumsum gives the tail 1 − G_k = Σ_{j>k} π_j; G_k = 1 − tail_k only for BoN with G ≤ ½ issues
+        # avoided by a forward cumsum for G.
+        for k in range(K - 1, -1, -1):
+            r[k] = tail  # temporarily: Σ_{j>k} π_j
+            tail += pi[k]
+        g = 0.0
+        for k in range(K):
+            g += pi[k]
+            bnext = base[k + 1] if k + 1 < K else 0.0
+            if worst:
+                w = r[k]
+            else:
+                w = min(g, 1.0)
+            r[k] = n * w ** (n - 1.0) * (base[k] - bnext)
+        acc = 0.0
+        for k in range(K - 1, -1, -1):
+            acc += r[k]
+            r[k] = acc / beta
+        lo = np.inf
+        hi = -np.inf
+        for k in range(K):
+            d = log_f[k] - r[k]
+            if d < lo:
+                lo = d
+            if d > hi:
+                hi = d
+        res = 0.5 * (hi - lo)
+        if res <= tol:
+            break
+        for k in range(K):
+            log_f[k] = (1.0 - eta) * log_f[k] + eta * r[k]
+        mx = -np.inf
+        for k in range(K):
+            t = log_p[k] + log_f[k]
+            if t > mx:
+                mx = t
+        z = 0.0
+        for k in range(K):
+            z += math.exp(log_p[k] + log_f[k] - mx)
+        c = mx + math.log(z)
+        for k in range(K):
+            log_f[k] -= c
+    return res, it
+
+
+@njit
+def tilt_kl_level(values, log_mass, theta):
+    """D(φ_θ‖p) = Σ_k Φ_k [θ(v_k − v_ref) − c], c = ln Σ P_k e^{θ(v_k − v_ref)}, v_ref = v_K (θ ≥ 0) or v_1.
+
+    The cancellation-free form of spec §1 (never θK' − K); ``values`` increasing, ``log_mass`` normalized.
+    """
+    K = values.shape[0]
+    vref = values[K - 1] if theta >= 0 else values[0]
+    mx = -np.inf
+    for k in range(K):
+        t = log_mass[k] + theta * (values[k] - vref)
+        if t > mx:
+            mx = t
+    z = 0.0
+    for k in range(K):
+        z += math.exp(log_mass[k] + theta * (values[k] - vref) - mx)
+    c = mx + math.log(z)
+    s = 0.0
+    for k in range(K):
+        rel = theta * (values[k] - vref) - c
+        s += math.exp(log_mass[k] + rel) * rel
+    return max(0.0, s)

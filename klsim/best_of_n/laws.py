@@ -21,7 +21,7 @@ import math
 import numpy as np
 from scipy.optimize import brentq
 
-from klsim._kernels.bon import bon_kl_levels, bon_level_law, kl_from_logs_1d
+from klsim._kernels.bon import bon_kl_levels, bon_level_law, kl_from_logs_1d, tilt_kl_level
 from klsim._validation import as_float_array, check_finite, check_nonnegative_scalar, check_positive
 from klsim.best_of_n.data import (
     FiniteDist,
@@ -163,8 +163,13 @@ def tilt_kl(values: np.ndarray, level_log_mass: np.ndarray, theta: float) -> flo
     """D(φ_θ‖p) = Σ_k Φ_k[θ(v_k − v_ref) − (K − θ v_ref)], cancellation-free (spec §1); θ = inf: ln 1/P_K."""
     if theta == np.inf:
         return float(-level_log_mass[-1])
-    lphi, rel, _ = _tilt_parts(values, level_log_mass, float(theta))
-    return float(max(0.0, np.dot(np.exp(lphi), rel)))
+    return float(
+        tilt_kl_level(
+            np.ascontiguousarray(values, dtype=np.float64),
+            np.ascontiguousarray(level_log_mass, dtype=np.float64),
+            float(theta),
+        )
+    )
 
 
 def solve_kl_coef(values: np.ndarray, level_log_mass: np.ndarray, kl_budget: float) -> float:
@@ -180,8 +185,11 @@ def solve_kl_coef(values: np.ndarray, level_log_mass: np.ndarray, kl_budget: flo
     if delta >= -float(level_log_mass[-1]):
         return np.inf
 
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    lm = np.ascontiguousarray(level_log_mass, dtype=np.float64)
+
     def f(t: float) -> float:
-        return tilt_kl(values, level_log_mass, t) - delta
+        return tilt_kl_level(v, lm, t) - delta
 
     lo, hi = 0.0, 1.0
     while f(hi) < 0.0:
