@@ -86,6 +86,10 @@ class Args:
     """Also run figure 4's random n = 10 panel (the claim uses the cycle)."""
     stochastic_steps: int = 150
     """Nash-MP steps of the stochastic part."""
+    natural_inner: tuple[int, ...] = (1, 2, 5, 20)
+    """Inner natural-PG steps M of the stochastic part."""
+    vanilla_inner: tuple[int, ...] = (1, 5, 50)
+    """Inner vanilla-PG steps M of the stochastic part."""
     grid_games: int = 20
     """Games per cell of the step-size grid."""
     fig_max_queries: int = 200_000
@@ -102,7 +106,7 @@ class Args:
             betas=(0.1, 0.01),
             n_seeds=3,
             max_queries=10_000,
-            fig_max_queries=3000,
+            fig_max_queries=2000,
             table_seeds=(3, 3, 0),
             table_betas=(0.1, 0.01),
             oracle_sizes=(10,),
@@ -116,6 +120,8 @@ class Args:
             grid_betas=(0.01,),
             grid_ratios=(1, 4, 10),
             grid_games=5,
+            natural_inner=(1, 5),
+            vanilla_inner=(1, 5),
             beta0_iters=20_000,
             rate_seeds=3,
             beta0_random_panel=False,
@@ -279,7 +285,7 @@ def _table_1(args: Args, report: Report) -> dict:
         f"Queries to exploitability <= {args.tol:g} from π_ref: median (max).\n\n" + text + "\n"
     )
     report.data["table_1"] = table
-    report.notes.append("Table 1 (queries to Expl <= %g, median (max)):\n\n" % args.tol + text)
+    report.notes.append(f"Table 1 (queries to Expl <= {args.tol:g}, median (max)):\n\n" + text)
     return table
 
 
@@ -709,7 +715,6 @@ def _claim_nash_md_rates(report: Report) -> None:
     for seed, beta in ((0, 0.05), (1, 0.2), (2, 1.0)):
         game = G.random_game(20, np.random.default_rng(seed))
         lo = G.regularized_nash(game, beta).log_policy
-        ps = np.exp(lo)
         lp = game.log_ref.copy()
         T = 500
         for t in range(T):
@@ -943,7 +948,7 @@ def _stochastic(args: Args, report: Report) -> None:
     )
     ax[0, 0].set_title("sampled oracle (column), KL floor")
     nat = {}
-    for M in (1, 2, 5, 20):
+    for M in args.natural_inner:
         res = G.nash_mirror_prox_pg(game, beta, eta=eta, lr=c / 2, inner_steps=M, n_iter=steps, log_opt=lo)
         ax[0, 1].semilogy(
             np.arange(steps + 1), np.clip(res.history["kl_to_opt"], 1e-16, None), label=f"M={M}"
@@ -952,7 +957,7 @@ def _stochastic(args: Args, report: Report) -> None:
     ax[0, 1].set_title("natural PG prox, lr = c/2")
     van = {}
     for lr in (0.2, 1.0, 2.0):
-        for M in (1, 5, 50):
+        for M in args.vanilla_inner:
             with np.errstate(all="ignore"):
                 res = G.nash_mirror_prox_pg(
                     game, beta, eta=eta, lr=lr, inner_steps=M, natural=False, n_iter=steps, log_opt=lo

@@ -22,6 +22,7 @@ import numpy as np
 from klsim._kernels.games import affine_normalize, game_metrics
 from klsim._validation import check_choice, check_int, check_nonnegative_scalar, check_positive
 from klsim.divergences import log_softmax
+from klsim.games._blas import single_threaded_blas
 from klsim.games.game import PreferenceGame, pref_matvec
 from klsim.games.solver import regularized_nash
 from klsim.results import GameResult
@@ -36,6 +37,18 @@ __all__ = [
     "omwu",
     "nash_mirror_prox_pg",
 ]
+
+
+def _blas1(fn):
+    """Run ``fn`` with one OpenBLAS thread (see :mod:`klsim.games._blas`); keeps name and docstring."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with single_threaded_blas():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 # -- shared machinery -----------------------------------------------------------------------------------------
@@ -201,6 +214,7 @@ def _result(game, lp, tracker, name, params, **extra) -> GameResult:
 
 
 # -- regularized methods ---------------------------------------------------------------------------------------
+@_blas1
 def nash_mirror_prox(
     game: PreferenceGame,
     beta: float,
@@ -276,6 +290,7 @@ def nash_mirror_prox(
     return _result(game, lp, tr, "nash_mirror_prox", {"beta": beta, "eta": eta, "n_samples": n_samples})
 
 
+@_blas1
 def mirror_descent(
     game: PreferenceGame,
     beta: float,
@@ -325,6 +340,7 @@ def mirror_descent(
     return _result(game, lp, tr, "mirror_descent", {"beta": beta, "eta": eta, "n_samples": n_samples})
 
 
+@_blas1
 def nash_md(
     game: PreferenceGame,
     beta: float,
@@ -382,6 +398,7 @@ def nash_md(
     )
 
 
+@_blas1
 def egpo(
     game: PreferenceGame,
     beta: float,
@@ -450,6 +467,7 @@ def egpo(
     )
 
 
+@_blas1
 def nash_mirror_prox_pg(
     game: PreferenceGame,
     beta: float,
@@ -546,6 +564,7 @@ def _avg_update(avg, lp, k):
     avg += (np.exp(lp) - avg) / (k + 1)
 
 
+@_blas1
 def sppo(
     game: PreferenceGame,
     *,
@@ -574,6 +593,7 @@ def sppo(
     return _unregularized(game, "sppo", eta, n_iter, log_init, log_opt, n_samples, estimator, seed)
 
 
+@_blas1
 def extragradient(
     game: PreferenceGame,
     *,
@@ -597,6 +617,7 @@ def extragradient(
     return _unregularized(game, "extragradient", eta, n_iter, log_init, log_opt, n_samples, estimator, seed)
 
 
+@_blas1
 def omwu(
     game: PreferenceGame,
     *,

@@ -13,6 +13,7 @@ import numpy as np
 from klsim._kernels.games import game_metrics
 from klsim._validation import check_int, check_positive
 from klsim.divergences import log_softmax
+from klsim.games._blas import single_threaded_blas
 from klsim.games.game import PreferenceGame, pref_matvec
 from klsim.results import GameResult
 
@@ -57,14 +58,18 @@ def _residual(P: np.ndarray, ref_c: np.ndarray, theta: np.ndarray, beta: float):
 
 
 def _newton_direction(P, pi, Ppi, r, beta):
-    """Solve [[J, 1], [1ᵀ, 0]] [d; λ] = [−r; 0] for every context (batched LU)."""
+    """Solve [[J, 1], [1ᵀ, 0]] [d; λ] = [−r; 0] for every context (batched LU).
+
+    J = C(I − (P·diag(π) − (Pπ)πᵀ)/β) is assembled in place in the bordered matrix (O(n²) per context,
+    no matrix product).
+    """
     C, n = pi.shape
-    # P (diag π − ππᵀ) = P·diag(π) − (Pπ) πᵀ   (O(n²), no matrix product)
-    M = -(P * pi[:, None, :] - Ppi[:, :, None] * pi[:, None, :]) / beta
+    K = np.empty((C, n + 1, n + 1))
+    M = K[:, :n, :n]
+    np.multiply(P, (-pi / beta)[:, None, :], out=M)
+    M += (Ppi / beta)[:, :, None] * pi[:, None, :]
     M[:, np.arange(n), np.arange(n)] += 1.0
     M -= M.mean(axis=1, keepdims=True)  # left-multiply by C = I − 11ᵀ/n
-    K = np.empty((C, n + 1, n + 1))
-    K[:, :n, :n] = M
     K[:, :n, n] = 1.0
     K[:, n, :n] = 1.0
     K[:, n, n] = 0.0
@@ -74,10 +79,11 @@ def _newton_direction(P, pi, Ppi, r, beta):
 
 
 def _solve_level(P, ref_c, theta, beta, max_iter, hist):
-    """Damped Newton with Armijo backtracking on ‖r‖₂ at one β; returns θ (C, n)."""
+    """Damped Newton with Armijo backtracking on ‖r‖₂ at one β, all contexts at once; returns (θ, r)."""
     tol = residual_tolerance(beta)
+    C = theta.shape[0]
     r, pi, Ppi = _residual(P, ref_c, theta, beta)
-    polish = np.zeros(theta.shape[0], dtype=np.int64)
+    polish = np.zeros(C, dtype=np.int64)
     for _ in range(max_iter):
         rmax = np.abs(r).max(axis=1)
         hist.append(float(rmax.max()))
@@ -85,36 +91,27 @@ def _solve_level(P, ref_c, theta, beta, max_iter, hist):
         if not active.any():
             break
         idx = np.flatnonzero(active)
-        d = _newton_direction(P[idx], pi[idx], Ppi[idx], r[idx], beta)
-        nr0 = np.linalg.norm(r[idx], axis=1)
-        t = np.ones(idx.size)
-        done = np.zeros(idx.size, dtype=bool)
-        conv = rmax[idx] <= tol
-        new_theta = theta[idx].copy()
-        new_r = r[idx].copy()
-        while True:
-            todo = np.flatnonzero(~done)
-            if todo.size == 0:
-                break
-            th = _center(theta[idx[todo]] + t[todo, None] * d[todo])
-            rt, _, _ = _residual(P[idx[todo]], ref_c[idx[todo]], th, beta)
+        d = np.zeros_like(theta)
+        if idx.size == C:
+            d[:] = _newton_direction(P, pi, Ppi, r, beta)
+        else:
+            d[idx] = _newton_direction(P[idx], pi[idx], Ppi[idx], r[idx], beta)
+        nr0 = np.linalg.norm(r, axis=1)
+        conv = rmax <= tol  # converged contexts only polish: full steps that reduce the residual
+        t = np.ones(C)
+        pending = active.copy()
+        while pending.any():
+            th = _center(theta + (t * pending)[:, None] * d)
+            rt, pit, Ppit = _residual(P, ref_c, th, beta)  # one batched product, no copy of P
             nrt = np.linalg.norm(rt, axis=1)
-            # converged contexts (polishing) take only full steps that reduce the residual
-            ok = np.where(conv[todo], nrt < nr0[todo], nrt <= (1.0 - 1e-4 * t[todo]) * nr0[todo])
-            acc = todo[ok]
-            new_theta[acc] = th[ok]
-            new_r[acc] = rt[ok]
-            done[acc] = True
-            rej = todo[~ok]
-            stop = conv[rej] | (t[rej] / 2 < 1e-8)
-            done[rej[stop]] = True
-            polish_stop = rej[stop]
-            polish[idx[polish_stop]] = 3  # no further progress possible for these contexts
-            t[rej[~stop]] /= 2
-        polish[idx[conv]] += 1
-        theta[idx] = new_theta
-        r_all, pi_all, Ppi_all = _residual(P[idx], ref_c[idx], theta[idx], beta)
-        r[idx], pi[idx], Ppi[idx] = r_all, pi_all, Ppi_all
+            ok = pending & np.where(conv, nrt < nr0, nrt <= (1.0 - 1e-4 * t) * nr0)
+            theta[ok], r[ok], pi[ok], Ppi[ok] = th[ok], rt[ok], pit[ok], Ppit[ok]
+            pending &= ~ok
+            give_up = pending & (conv | (t / 2 < 1e-8))
+            polish[give_up] = 3  # no further progress possible for these contexts
+            pending &= ~give_up
+            t[pending] /= 2
+        polish[conv] += 1
     return theta, r
 
 
@@ -166,8 +163,9 @@ def regularized_nash(
         theta = _center(game.as_batch(log_init).copy())
         levels = [beta]
     hist: list[float] = []
-    for b in levels:
-        theta, r = _solve_level(P, ref_c, theta, b, max_iter, hist)
+    with single_threaded_blas():
+        for b in levels:
+            theta, r = _solve_level(P, ref_c, theta, b, max_iter, hist)
     lp = log_softmax(theta, axis=-1)
     C = lp.shape[0]
     g = np.empty_like(lp)
