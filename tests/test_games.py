@@ -417,3 +417,18 @@ def test_repro_smoke(tmp_path):
     report = run_module("nash_mirror_prox", tmp_path, quick=True)
     failed = [c.name for c in report.claims if not c.passed]
     assert report.passed, failed
+
+
+def test_docs_games_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "games.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks
+    exec(compile(blocks[0], str(page), "exec"), {"__name__": "docs_games_example"})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "certified: True" in out and "rate bound holds: True" in out and "(100, 50) True" in out
+    nmp, mmd = (int(x) for x in re.search(r"Nash-MP (\d+), MMD (\d+)", out).groups())
+    assert nmp < mmd
+    assert float(re.search(r"closed form error ([\d.e+-]+)", out).group(1)) <= 1e-10
