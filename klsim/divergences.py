@@ -378,7 +378,8 @@ def _check_q_values(q_values) -> np.ndarray:
     Q = _as_float_array("q_values", q_values)
     if Q.ndim < 1 or Q.shape[-1] < 1:
         raise ValueError(f"q_values: expected shape (..., A) with A >= 1, got {Q.shape}")
-    _check_finite("q_values", Q)
+    if not np.isfinite(Q).all():  # one pass; the detailed check below names the first bad index
+        _check_finite("q_values", Q)
     return Q
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from klsim._kernels.munchausen import munchausen_sweep_csr, munchausen_sweep_dense
+from klsim._kernels.munchausen import munchausen_bonus_rows
 from klsim._validation import (
     as_float_array,
     check_finite,
@@ -40,6 +40,7 @@ from klsim.divergences import (
     tsallis_kl,
 )
 from klsim.dp import error_source, optimal_q, policy_evaluation, soft_value_iteration
+from klsim.dp._core import sweep
 from klsim.mdp import TabularMDP
 from klsim.results import SolveResult
 
@@ -247,22 +248,14 @@ def munchausen_vi(
     tr = _Tracker(mdp, K, track_error, record_iterates, q, _uniform_log_policy(S, A))
     log_pi = np.empty((S, A))
     v = np.empty(S)
-    bonus = np.empty((S, A))
     gap = np.empty(S)
-    support = np.empty(S, dtype=np.int64)
     q_new = np.empty((S, A))
-    R = np.ascontiguousarray(mdp.R)
-    g = float(mdp.gamma)
     for k in range(K):
-        if mdp.is_sparse:
-            indptr, indices, data = mdp.csr
-            munchausen_sweep_csr(
-                indptr, indices, data, R, g, q, a, t, clip_lo, log_pi, v, bonus, gap, support, q_new
-            )
-        else:
-            munchausen_sweep_dense(mdp.P, R, g, q, a, t, clip_lo, log_pi, v, bonus, gap, support, q_new)
+        # entropy sweep of klsim.dp (β = 0, temperature τ): log π_{k+1} = q/τ − L, v = τL, q_new = R + γPv
+        sweep(mdp, q, q, 0.0, t, log_pi, v, q_new)
+        munchausen_bonus_rows(q, v, a, clip_lo, q_new, gap)  # q_new += α clip(q − v); gap of q_k
         if k > 0:
-            tr.gap[k - 1] = gap  # the sweep measured the gap of its input q_k
+            tr.gap[k - 1] = gap
         if err is not None:
             eps = err(k + 1)
             q_new += eps

@@ -4,8 +4,9 @@ Per row, the maximizer of ⟨π, Q⟩ − λ D_q(π‖μ) + τ S_q(π) over the 
 
     π(a) = [(q−1)(Q(a) − ν) / (q w(a))]_+^{1/(q−1)},   w(a) = λ μ(a)^{1−q} + τ,   Σ_a π(a) = 1.
 
-The support {Q > ν} is a top-K set in Q order.  The kernel sorts the candidates (supp μ when λ > 0, every
-action otherwise) by Q descending, locates K by a binary search on the monotone predicate
+The support {Q > ν} is a top-K set in Q order, and ν ≥ ν_lo = Q(a*) − q w(a*)/(q−1) (where the best
+candidate a* alone has mass 1).  The kernel sorts the candidates (supp μ when λ > 0, every action otherwise)
+with Q > ν_lo by Q descending, locates K by a binary search on the monotone predicate
 f(Q_(K+1)) ≥ 0, and solves for ν on the fixed support: in closed form for q = 2, by safeguarded Newton
 (bisection fallback) on F(ν) = ln Σ_{a≤K} π_a(ν) otherwise, to |Δν| ≤ 4·eps·max(1, |ν|).  Everything is
 computed in log space (ln π_a = p(ln((q−1)/q) + ln(Q_a − ν) − ln w_a), p = 1/(q−1)), so q close to 1
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from klsim._jit import njit
+from klsim._jit import njit, pnjit, prange
 
 __all__ = ["tsallis_threshold_rows"]
 
@@ -46,7 +47,180 @@ def _log_mass(Qrow, lw, idx, K, nu, p, c0):
     return m + np.log(s), -p * ds / s
 
 
+@njit(inline="always")
+def _log_w(lm, lam, tau, log_lam, log_tau, q):
+    """ln w(a) = ln(λ μ(a)^{1−q} + τ), evaluated as a logaddexp (no overflow for tiny μ)."""
+    if lam > 0.0:
+        x = log_lam + (1.0 - q) * lm
+        if tau > 0.0:
+            if x >= log_tau:
+                return x + np.log1p(np.exp(log_tau - x))
+            return log_tau + np.log1p(np.exp(x - log_tau))
+        return x
+    return log_tau
+
+
+@njit(inline="always")
+def _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
+    """Sorted candidates that can be in the support; returns (m, n, ν_lo).
+
+    Pass 1 finds the best candidate a* (largest Q, lowest index on ties) and the bracket end
+    ν_lo = Q(a*) − q w(a*)/(q−1), where π(a*) = 1 alone, widened by a relative 1e-12 (spec §6 step 2).  Since
+    ν ≥ ν_lo, only candidates with Q > ν_lo can carry mass: pass 2 insertion-sorts just those (Q descending,
+    ties keep the lower index first) into ``idx[:m]`` and fills ``lw`` = ln w for them.  ``n`` counts all
+    candidates (supp μ when λ > 0, every action otherwise); ``out`` is set to −inf.
+    """
+    A = Qrow.shape[0]
+    best = -1
+    n = 0
+    if lam > 0.0:
+        for a in range(A):
+            out[a] = -np.inf
+            if lmrow[a] == -np.inf:
+                continue
+            n += 1
+            if best < 0 or Qrow[a] > Qrow[best]:
+                best = a
+        if n == 0:
+            return 0, 0, np.nan
+        nu_lo = Qrow[best] - np.exp(
+            _log_w(lmrow[best], lam, tau, log_lam, log_tau, q) + np.log(q / (q - 1.0))
+        )
+    else:
+        best = 0
+        for a in range(A):
+            out[a] = -np.inf
+            if Qrow[a] > Qrow[best]:
+                best = a
+        n = A
+        nu_lo = Qrow[best] - q * tau / (q - 1.0)
+    nu_lo -= 1e-12 * max(1.0, abs(nu_lo))
+    # branch-free compaction of the candidates with Q > ν_lo (index order), then insertion sort
+    m = 0
+    if lam > 0.0:
+        for a in range(A):
+            idx[m] = a
+            m += (Qrow[a] > nu_lo) and lmrow[a] > -np.inf
+    else:
+        for a in range(A):
+            idx[m] = a
+            m += Qrow[a] > nu_lo
+    for k in range(m):
+        a = idx[k]
+        qa = Qrow[a]
+        lw[a] = _log_w(lmrow[a], lam, tau, log_lam, log_tau, q)
+        j = k
+        while j > 0 and Qrow[idx[j - 1]] < qa:
+            idx[j] = idx[j - 1]
+            j -= 1
+        idx[j] = a
+    return m, n, nu_lo
+
+
+@njit(inline="always")
+def _row_q2(Qrow, lmrow, lam, tau, log_lam, log_tau, idx, lw, out):
+    """q = 2: f is linear on a fixed top-K support, f(ν) = (S1 − ν S0)/2 − 1 with S1 = Σ Q/w, S0 = Σ 1/w."""
+    m, n, nu_lo = _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, 2.0, idx, lw, out)
+    if n == 0:
+        return np.nan
+    inv_tau = 1.0 / tau if tau > 0.0 else 0.0
+    s1 = 0.0
+    s0 = 0.0
+    K = 0
+    nxt = -np.inf
+    while K < m:
+        a = idx[K]
+        iw = np.exp(-lw[a]) if lam > 0.0 else inv_tau
+        s1 += Qrow[a] * iw
+        s0 += iw
+        K += 1
+        nxt = Qrow[idx[K]] if K < m else -np.inf  # candidates beyond idx[:m] have Q <= ν_lo
+        if nxt == -np.inf or 0.5 * (s1 - nxt * s0) - 1.0 >= 0.0:
+            break
+    nu = (s1 - 2.0) / s0
+    hi = Qrow[idx[K - 1]]
+    lo = max(nu_lo, nxt)
+    if nu > hi:
+        nu = hi
+    if nu < lo:
+        nu = lo
+    tot = 0.0
+    for j in range(K):
+        a = idx[j]
+        d = Qrow[a] - nu
+        if d > 0.0:
+            val = 0.5 * d * (np.exp(-lw[a]) if lam > 0.0 else inv_tau)
+            out[a] = np.log(val)
+            tot += val
+    lt = np.log(tot)
+    for j in range(K):
+        out[idx[j]] -= lt
+    return nu
+
+
 @njit
+def _row_general(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
+    """q > 1, q ≠ 2: binary search for K on the sorted candidates, safeguarded Newton on F(ν) = 0 (log space)."""
+    p = 1.0 / (q - 1.0)
+    c0 = np.log((q - 1.0) / q)
+    n_sorted, n, nu_lo = _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out)
+    if n == 0:
+        return np.nan
+    # binary search for the smallest K in [1, m] with f(Q_(K+1)) >= 0 (Q_(m+1) <= ν_lo: always true)
+    kl = 1
+    kh = n_sorted
+    while kl < kh:
+        km = (kl + kh) // 2
+        F, _ = _log_mass(Qrow, lw, idx, km, Qrow[idx[km]], p, c0)
+        if F >= 0.0:
+            kh = km
+        else:
+            kl = km + 1
+    K = kl
+    hi = Qrow[idx[K - 1]]
+    lo = nu_lo if K == n_sorted else max(nu_lo, Qrow[idx[K]])
+    # safeguarded Newton on F(ν) = 0 in [lo, hi]; F(lo) >= 0 > F(hi)
+    nu = lo
+    for _ in range(200):
+        F, dF = _log_mass(Qrow, lw, idx, K, nu, p, c0)
+        if F == 0.0:
+            break
+        if F > 0.0:
+            lo = nu
+        else:
+            hi = nu
+        if dF < 0.0 and F != -np.inf:
+            nn = nu - F / dF
+        else:
+            nn = 0.5 * (lo + hi)
+        if not (lo < nn < hi):
+            nn = 0.5 * (lo + hi)
+        step = abs(nn - nu)
+        nu = nn
+        if step <= 4.0 * _EPS * max(1.0, abs(nu)) or hi - lo <= 4.0 * _EPS * max(1.0, abs(nu)):
+            break
+    # log π on the support, renormalized in log space
+    m = -np.inf
+    for j in range(K):
+        a = idx[j]
+        d = Qrow[a] - nu
+        if d > 0.0:
+            g = p * (c0 + np.log(d) - lw[a])
+            out[a] = g
+            if g > m:
+                m = g
+    s = 0.0
+    for j in range(K):
+        a = idx[j]
+        if out[a] > -np.inf:
+            s += np.exp(out[a] - m)
+    L = m + np.log(s)
+    for j in range(K):
+        out[idx[j]] -= L
+    return nu
+
+
+@pnjit
 def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
     """Tsallis-regularized greedy step per row, in log space.
 
@@ -62,143 +236,19 @@ def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
     out_logp : (N, A) float64
         Receives ln π (−inf off the support).
     out_nu : (N,) float64
-        Receives the threshold ν.
+        Receives the threshold ν (NaN for a row without candidates).
     """
     N, A = Q.shape
-    p = 1.0 / (q - 1.0)
-    c0 = np.log((q - 1.0) / q)
     log_lam = np.log(lam) if lam > 0.0 else -np.inf
     log_tau = np.log(tau) if tau > 0.0 else -np.inf
-    idx = np.empty(A, dtype=np.int64)
-    lw = np.empty(A)
-    is_two = q == 2.0
-    for i in range(N):
-        mrow = i if log_mu.shape[0] > 1 else 0
-        Qrow = Q[i]
-        # candidates, ln w, and insertion sort by Q descending (ties keep the lower index first)
-        n = 0
-        for a in range(A):
-            out_logp[i, a] = -np.inf
-            if lam > 0.0:
-                lm = log_mu[mrow, a]
-                if lm == -np.inf:
-                    continue
-                x = log_lam + (1.0 - q) * lm
-                if tau > 0.0:
-                    if x >= log_tau:
-                        lw[a] = x + np.log1p(np.exp(log_tau - x))
-                    else:
-                        lw[a] = log_tau + np.log1p(np.exp(x - log_tau))
-                else:
-                    lw[a] = x
+    n_chunks = min(N, 64)
+    for c in prange(n_chunks):  # rows are independent; scratch buffers per chunk
+        idx = np.empty(A, dtype=np.int64)
+        lw = np.empty(A)
+        for i in range(c * N // n_chunks, (c + 1) * N // n_chunks):
+            lmrow = log_mu[i] if log_mu.shape[0] > 1 else log_mu[0]
+            if q == 2.0:
+                out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, out_logp[i])
             else:
-                lw[a] = log_tau
-            qa = Qrow[a]
-            j = n
-            while j > 0 and Qrow[idx[j - 1]] < qa:
-                idx[j] = idx[j - 1]
-                j -= 1
-            idx[j] = a
-            n += 1
-        if n == 0:
-            out_nu[i] = np.nan
-            continue
-        top = idx[0]
-        # lower bracket end: π(a*) = 1 alone; widened by a relative 1e-12 (spec §6 step 2)
-        nu_lo = Qrow[top] - np.exp(lw[top] + np.log(q / (q - 1.0)))
-        nu_lo -= 1e-12 * max(1.0, abs(nu_lo))
-        if is_two:
-            # f(ν) on the top-K support is linear: (S1 − ν S0)/2 − 1 with S1 = Σ Q/w, S0 = Σ 1/w
-            s1 = 0.0
-            s0 = 0.0
-            K = 0
-            while K < n:
-                a = idx[K]
-                iw = np.exp(-lw[a])
-                s1 += Qrow[a] * iw
-                s0 += iw
-                K += 1
-                if K == n:
-                    break
-                nxt = Qrow[idx[K]]
-                if nxt <= nu_lo or 0.5 * (s1 - nxt * s0) - 1.0 >= 0.0:
-                    break
-            nu = (s1 - 2.0) / s0
-            hi = Qrow[idx[K - 1]]
-            lo = nu_lo if K == n else max(nu_lo, Qrow[idx[K]])
-            if nu > hi:
-                nu = hi
-            if nu < lo:
-                nu = lo
-            tot = 0.0
-            for j in range(K):
-                a = idx[j]
-                d = Qrow[a] - nu
-                if d > 0.0:
-                    val = 0.5 * d * np.exp(-lw[a])
-                    out_logp[i, a] = np.log(val)
-                    tot += val
-            lt = np.log(tot)
-            for j in range(K):
-                a = idx[j]
-                out_logp[i, a] -= lt
-            out_nu[i] = nu
-            continue
-        # binary search for the smallest K in [1, n] with f(Q_(K+1)) >= 0 (Q_(n+1) := −inf)
-        kl = 1
-        kh = n
-        while kl < kh:
-            km = (kl + kh) // 2
-            nxt = Qrow[idx[km]]
-            if nxt <= nu_lo:
-                kh = km
-                continue
-            F, _ = _log_mass(Qrow, lw, idx, km, nxt, p, c0)
-            if F >= 0.0:
-                kh = km
-            else:
-                kl = km + 1
-        K = kl
-        hi = Qrow[idx[K - 1]]
-        lo = nu_lo if K == n else max(nu_lo, Qrow[idx[K]])
-        # safeguarded Newton on F(ν) = 0 in [lo, hi]; F(lo) >= 0 > F(hi)
-        nu = lo
-        for _ in range(200):
-            F, dF = _log_mass(Qrow, lw, idx, K, nu, p, c0)
-            if F == 0.0:
-                break
-            if F > 0.0:
-                lo = nu
-            else:
-                hi = nu
-            if dF < 0.0 and F != -np.inf:
-                nn = nu - F / dF
-            else:
-                nn = 0.5 * (lo + hi)
-            if not (lo < nn < hi):
-                nn = 0.5 * (lo + hi)
-            step = abs(nn - nu)
-            nu = nn
-            if step <= 4.0 * _EPS * max(1.0, abs(nu)) or hi - lo <= 4.0 * _EPS * max(1.0, abs(nu)):
-                break
-        # log π on the support, renormalized in log space
-        m = -np.inf
-        for j in range(K):
-            a = idx[j]
-            d = Qrow[a] - nu
-            if d > 0.0:
-                g = p * (c0 + np.log(d) - lw[a])
-                out_logp[i, a] = g
-                if g > m:
-                    m = g
-        s = 0.0
-        for j in range(K):
-            a = idx[j]
-            if out_logp[i, a] > -np.inf:
-                s += np.exp(out_logp[i, a] - m)
-        L = m + np.log(s)
-        for j in range(K):
-            a = idx[j]
-            out_logp[i, a] -= L
-        out_nu[i] = nu
+                out_nu[i] = _row_general(Q[i], lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out_logp[i])
     return out_nu
