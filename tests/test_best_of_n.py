@@ -15,6 +15,7 @@ import pytest
 
 from klsim.best_of_n import (
     FiniteDist,
+    Levels,
     MemorylessLM,
     beirami_kl_estimate,
     bon_distribution,
@@ -377,9 +378,8 @@ def test_bond_reward_reproduces_bon(n, rng):
 def test_beirami_estimator_is_exact_for_atom_plus_atomless():
     big = 1_000_000
     for eps in (0.01, 0.1, 0.5):
-        p = np.concatenate(([eps], np.full(big, (1 - eps) / big)))
-        r = np.concatenate(([float(big)], np.arange(big, dtype=float)))
-        d = FiniteDist(p, r)
+        # levels given directly (sorted): 1e6 equal atoms below one top atom of mass ε
+        d = Levels(np.arange(big + 1.0), np.log(np.concatenate((np.full(big, (1 - eps) / big), [eps]))))
         for n in (2, 5, 16, 64):
             est = float(beirami_kl_estimate(eps, n_samples=n)[0])
             assert est == pytest.approx(bon_kl(d, n_samples=n), abs=1e-8)
@@ -410,7 +410,7 @@ def test_win_rate_identities(rng):
         b = np.log(rng.dirichlet(np.ones(d.n_outcomes)))
         assert win_rate(d, a, b) + win_rate(d, b, a) == pytest.approx(1.0, abs=1e-14)
         assert win_rate(d, np.log(d.probs)) == pytest.approx(0.5, abs=1e-14)
-    big = FiniteDist(np.full(1_000_000, 1e-6), np.arange(1_000_000, dtype=float))
+    big = Levels(np.arange(1_000_000, dtype=float), np.full(1_000_000, math.log(1e-6)))
     for n in (2, 4, 16):
         assert abs(bon_win_rate(big, n_samples=n) - n / (n + 1)) <= 1e-5
 
@@ -570,5 +570,9 @@ def test_bad_input_raises():
         beirami_kl_estimate(0.0, n_samples=2)
     with pytest.raises(ValueError, match="dist"):
         bon_kl([0.5, 0.5], n_samples=2)
+    with pytest.raises(ValueError, match="values"):
+        Levels([0.0, 0.0], np.log([0.5, 0.5]))
+    with pytest.raises(ValueError, match="log_mass"):
+        Levels([0.0, 1.0], np.log([0.5, 0.6]))
     with pytest.raises(ValueError, match="level_log_mass"):
         bon_level_log_probs(np.log([0.5, 0.6]), n_samples=2)

@@ -58,6 +58,23 @@ class Levels:
     log_mass: np.ndarray
     outcome_level: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        v = as_float_array("values", self.values, ndim=1)
+        lm = as_float_array("log_mass", self.log_mass, ndim=1)
+        if v.size == 0 or lm.shape != v.shape:
+            raise ValueError(f"log_mass: expected a non-empty shape {v.shape} like values, got {lm.shape}")
+        check_finite("values", v)
+        check_finite("log_mass", lm)
+        if v.size > 1 and not np.all(np.diff(v) > 0):
+            raise ValueError(
+                f"values: must be strictly increasing (first violation at {int(np.argmin(np.diff(v) > 0)) + 1})"
+            )
+        tot = float(logsumexp(lm))
+        if not abs(tot) <= 1e-10:
+            raise ValueError(f"log_mass: masses sum to exp({tot!r}) (must be 1 within 1e-10)")
+        object.__setattr__(self, "values", v)
+        object.__setattr__(self, "log_mass", lm)
+
     @property
     def n_levels(self) -> int:
         """K."""

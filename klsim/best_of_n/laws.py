@@ -100,6 +100,10 @@ def bon_level_law_full(level_log_mass: np.ndarray, log_n: float) -> dict[str, np
         bufs["log_q"],
         bufs["ell"],
     )
+    if log_n == 0.0:  # N = 1: the law is p itself, exactly
+        bufs["log_q"][:] = level_log_mass
+        with np.errstate(divide="ignore"):
+            bufs["ell"][:] = np.log(-level_log_mass)
     return bufs
 
 
@@ -365,6 +369,8 @@ def bon_kl(
     """Exact D(π_N‖p) = Σ_k Q_k (ln Q_k − ln P_k) (spec §3.3), O(K) after the levels are known."""
     lev = as_levels(dist)
     ln = parse_log_n(n_samples, log_n_samples)
+    if ln == 0.0:
+        return 0.0
     return max(0.0, bon_kl_levels(lev.log_mass, ln, np.empty(lev.n_levels)))
 
 
