@@ -439,3 +439,19 @@ def test_vectorized_exp_is_accurate_to_two_ulp():
     out_py = np.empty_like(x[:50])
     kernels._exp_nonpos.py_func(x[:50], out_py, 50)
     assert np.array_equal(out_py, out[:50])
+
+
+def test_docs_dp_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "dp.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {"__name__": "docs_dp_example"})  # noqa: S102
+    out = capsys.readouterr().out
+    vi = float(re.search(r"VI error at k=300: ([\d.]+)", out).group(1))
+    kl = float(re.search(r"KL error at k=300: ([\d.]+)", out).group(1))
+    assert kl < vi / 3
+    assert "Theorem 1 holds at every k: True" in out
