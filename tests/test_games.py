@@ -432,3 +432,46 @@ def test_docs_games_example_runs(capsys):
     nmp, mmd = (int(x) for x in re.search(r"Nash-MP (\d+), MMD (\d+)", out).groups())
     assert nmp < mmd
     assert float(re.search(r"closed form error ([\d.e+-]+)", out).group(1)) <= 1e-10
+
+
+# ---------------------------------------------------------------------------------------------------------
+# kernel properties (hypothesis): random shapes, extreme coefficients, ties
+# ---------------------------------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25)
+@given(
+    n=st.integers(1, 12),
+    C=st.integers(1, 3),
+    log_beta=st.floats(-4, 3),
+    scale=st.sampled_from([0.0, 1.0, 30.0]),
+    seed=st.integers(0, 2**31),
+)
+def test_kernels_match_direct_formulas(n, C, log_beta, scale, seed):
+    from klsim._kernels.games import affine_normalize, game_metrics
+
+    rng = np.random.default_rng(seed)
+    beta = 10.0**log_beta
+    game = G.random_game(n, rng, n_contexts=C)
+    x = rng.normal(scale=scale, size=(C, n))  # scale 0: ties everywhere
+    lp = x - sp_lse(x, axis=1, keepdims=True)
+    lo = rng.normal(size=(C, n))
+    lo -= sp_lse(lo, axis=1, keepdims=True)
+    ref = game.log_ref2
+    g = np.einsum("cij,cj->ci", game.P3, np.exp(lp))
+    kl, ex, sp, spr = (np.empty(C) for _ in range(4))
+    game_metrics(lp, lo, ref, g, beta, kl, ex, sp, spr)
+    p, q = np.exp(lo), np.exp(lp)
+    np.testing.assert_allclose(kl, np.sum(p * (lo - lp), axis=1), atol=1e-12, rtol=1e-9)
+    direct = beta * sp_lse(ref + g / beta, axis=1) + beta * np.sum(q * (lp - ref), axis=1) - 0.5
+    np.testing.assert_allclose(ex, direct, atol=1e-12 * max(1.0, beta), rtol=1e-9)
+    assert np.all(ex >= -1e-15 * max(1.0, beta))
+    np.testing.assert_allclose(sp, np.ptp(lp - lo, axis=1), atol=1e-12)
+    np.testing.assert_allclose(spr, np.ptp(lp - ref, axis=1), atol=1e-12)
+    a, b, s = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(-1e3, 1e3)
+    out = np.empty_like(lp)
+    affine_normalize(lp, ref, g, a, b, s, out)
+    want = a * lp + b * ref + s * g
+    np.testing.assert_allclose(out, want - sp_lse(want, axis=1, keepdims=True), atol=1e-12 * max(1.0, abs(s)))

@@ -56,9 +56,10 @@ def game_metrics(log_pi, log_opt, log_ref, g, beta, kl_out, expl_out, span_out, 
     """Per-context KL(π*‖π), β-exploitability of π, span(log π − log π*) and span(log π − θ_ref).
 
     KL(p‖q) = Σ p·(expm1(δ) − δ), δ = log q − log p (each term ≥ 0, accurate for nearby laws).
-    Expl(π) = β·log E_π[exp(u − E_π u)] + β·Σ_{π_y=0} exp(w_y − E_π u) inside the log, with
-    w = θ_ref + (g − ½)/β and u = w − log π on the support of π; this equals
-    φ(π) + βKL(π‖π_ref) − ½ because πᵀAπ = 0 (spec §1).  ``g`` must be P π.
+    Expl(π) = β·log Σ_y exp(w_y − E_π u) with w = θ_ref + (g − ½)/β and u = w − log π on the support of
+    π; this equals φ(π) + βKL(π‖π_ref) − ½ because πᵀAπ = 0 (spec §1).  Near π* it is evaluated as
+    β·log1p(Σ_y π_y·expm1(u_y − E_π u)) (full accuracy), far from it as a max-shifted logsumexp.
+    ``g`` must be P π.
     """
     C, n = log_pi.shape
     for c in range(C):
@@ -92,20 +93,35 @@ def game_metrics(log_pi, log_opt, log_ref, g, beta, kl_out, expl_out, span_out, 
             if d < mn:
                 mn = d
         span_ref_out[c] = mx - mn
-        # exploitability (Jensen-gap form)
+        # exploitability (Jensen-gap form): Expl/β = log Σ_y exp(z_y), z_y = w_y − E_π u
         mean_u = 0.0
         for j in range(n):
             lq = log_pi[c, j]
             if lq != -np.inf:
                 w = log_ref[c, j] + (g[c, j] - 0.5) / beta
                 mean_u += np.exp(lq) * (w - lq)
-        acc = 0.0
+        zmax = -np.inf
         for j in range(n):
-            lq = log_pi[c, j]
-            w = log_ref[c, j] + (g[c, j] - 0.5) / beta
-            if lq != -np.inf:
-                acc += np.exp(lq) * np.expm1(w - lq - mean_u)
-            else:
-                acc += np.exp(w - mean_u)
-        expl_out[c] = beta * np.log1p(acc)
+            z = log_ref[c, j] + (g[c, j] - 0.5) / beta - mean_u
+            if z > zmax:
+                zmax = z
+        if zmax > 20.0:  # far from equilibrium: plain max-shifted logsumexp (no cancellation issue)
+            tot = 0.0
+            for j in range(n):
+                tot += np.exp(log_ref[c, j] + (g[c, j] - 0.5) / beta - mean_u - zmax)
+            expl_out[c] = beta * (zmax + np.log(tot))
+        else:  # log1p(Σ (e^{z_y} − π_y)) with expm1 where u_y ≈ E_π u (full accuracy near π*)
+            acc = 0.0
+            for j in range(n):
+                lq = log_pi[c, j]
+                z = log_ref[c, j] + (g[c, j] - 0.5) / beta - mean_u
+                if lq == -np.inf:
+                    acc += np.exp(z)
+                else:
+                    d = z - lq
+                    if -1.0 < d < 1.0:
+                        acc += np.exp(lq) * np.expm1(d)
+                    else:
+                        acc += np.exp(z) - np.exp(lq)
+            expl_out[c] = beta * np.log1p(acc)
     return expl_out
