@@ -89,6 +89,9 @@ class GameResult:
         Call parameters.
     log_policy_avg : ndarray or None
         Log of the probability-space average of the iterates (β = 0 methods: SPPO/MWU, EG-MWU, OMWU).
+    details : dict
+        Non-per-iteration outputs, e.g. the certificate of ``regularized_nash`` (per-context final
+        exploitability and residual span).
     """
 
     log_policy: np.ndarray
@@ -98,6 +101,7 @@ class GameResult:
     algorithm: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     log_policy_avg: np.ndarray | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def policy(self) -> np.ndarray:

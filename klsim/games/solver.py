@@ -139,8 +139,8 @@ def regularized_nash(
     Returns
     -------
     GameResult
-        ``log_policy`` = log π*_β; ``history`` holds ``residual`` (max|r| per Newton step) and the final
-        ``exploitability`` (per context).
+        ``log_policy`` = log π*_β; ``history["residual"]`` is max|r| per Newton step;
+        ``details`` holds the certificate (``exploitability`` and ``residual_span`` per context).
 
     Raises
     ------
@@ -186,7 +186,8 @@ def regularized_nash(
         log_policy=game.unbatch(lp),
         num_iter=len(hist),
         converged=True,
-        history={"residual": np.asarray(hist), "exploitability": ex.copy(), "residual_span": span_r},
+        history={"residual": np.asarray(hist)},
+        details={"exploitability": game.unbatch(ex.copy()), "residual_span": game.unbatch(span_r)},
         algorithm="regularized_nash",
         params={"beta": beta, "levels": levels, "max_iter": max_iter},
     )
