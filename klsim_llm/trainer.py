@@ -773,6 +773,7 @@ class Trainer:
             kl_temperature=cfg.kl.kl_temperature,
             sampling_temperature=cfg.rollout.temperature,
             objective=self.entry.name,
+            world_size=self.world,
             lr=self.optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - t0,
         )
@@ -789,7 +790,8 @@ class Trainer:
             return {}
         moved = self.reference.moved
         self.reference.moved = False
-        out = {"drift_kl_init": self.drift.kl_to_init(_AsModel(self.policy))}
+        with self._unsharded():
+            out = {"drift_kl_init": self.drift.kl_to_init(_AsModel(self.policy))}
         if self.reference.model is not None:
             out["ref_drift_cum"] = self.drift.observe_reference(self._ref_model(), moved)
         return out
@@ -820,11 +822,25 @@ class Trainer:
 
     # ----- checkpoints ----------------------------------------------------------------------------------
 
+    def _fsdp(self) -> bool:
+        return self.world > 1 and self.cfg.dist.strategy == "fsdp"
+
+    def _policy_state(self) -> dict:
+        if self._fsdp():  # gather the full (unsharded) weights on every rank
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            full = get_model_state_dict(
+                self.lp, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+            return {k.removeprefix("model."): v for k, v in full.items()}
+        return {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+
     def state(self) -> dict:
         return {
             "step": self.step,
-            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
+            "policy": self._policy_state(),
+            # FSDP: sharded optimizer state is not gathered; FSDP checkpoints hold the weights only
+            "optimizer": None if self._fsdp() else self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "reference": self.reference.state_dict(),
             "drift": self.drift.state_dict() if self.drift is not None else None,
@@ -837,16 +853,13 @@ class Trainer:
     def save(self) -> Path | None:
         """Checkpoint to ``out_dir/checkpoints/step_<k>`` (rank 0 writes; all ranks wait)."""
         path = None
-        if self.world > 1 and self.cfg.dist.strategy == "fsdp":
-            raise NotImplementedError(
-                "checkpointing under FSDP: use dist.strategy=ddp (FSDP runs save nothing)"
-            )
+        state = self.state()  # collective under FSDP: every rank takes part
         if self.rank == 0:
             path = save_checkpoint(
                 self.out_dir,
                 self.step,
-                self.state(),
-                model=self.policy,
+                state,
+                model=None if self._fsdp() else self.policy,
                 tokenizer=self.tokenizer,
                 keep=self.cfg.log.keep_checkpoints,
             )
@@ -859,6 +872,10 @@ class Trainer:
     def load_state(self, path: str | Path) -> None:
         """Restore everything :meth:`state` saved (exact resume)."""
         st = load_checkpoint(path)
+        if st["optimizer"] is None or self._fsdp():
+            raise ValueError(
+                f"resume: {str(path)!r} is an FSDP checkpoint (weights only); resume with dist.strategy=ddp"
+            )
         saved = config_from_dict(st["config"])
         for sec in ("method", "algo", "kl", "reference", "rollout", "optim", "seed", "dist"):
             if getattr(saved, sec) != getattr(self.cfg, sec):
