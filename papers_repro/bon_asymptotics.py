@@ -493,6 +493,19 @@ def _law_claims(report: Report) -> None:
     uni = Levels(ramp[:-1], np.full(big, -math.log(big)))
     du = max(abs(bon_win_rate(uni, n_samples=n) - n / (n + 1)) for n in (1, 2, 4, 8, 16))
     report.add(claim_leq("winrate_uniform_1e6_near_N_over_N_plus_1", du, 1e-5))
+    gaps_l = []
+    for size in (10, 1000, 100_000):
+        lev_u = Levels(np.arange(float(size)), np.full(size, -math.log(size)))
+        gaps_l.append(bon_kl_bound(n_samples=4) - bon_kl(lev_u, n_samples=4))
+    report.add(
+        claim_true(
+            "bound_gap_vanishes_as_max_mass_to_0",
+            bool(np.all(np.diff(gaps_l) < 0) and gaps_l[-1] < 1e-6),
+            gaps_l,
+            "decreasing, < 1e-6 at L = 1e5",
+            detail="G_4 for uniform p on L ∈ {10, 1e3, 1e5} levels",
+        )
+    )
     # outcome-mass win-rate bound fails with ties
     alltied = FiniteDist(np.full(10, 0.1), np.zeros(10))
     n = 3

@@ -336,6 +336,17 @@ def test_extras_bad_input():
         bonbon_beta(1)
 
 
+def test_docs_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[1] / "docs" / "best_of_n.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", src, re.S).group(1)
+    exec(compile(code, "docs/best_of_n.md", "exec"), {})
+    out = capsys.readouterr().out.split("\n")
+    assert float(out[1]) == pytest.approx(math.log(2.0), abs=1e-12)  # saturation at ln(1/P_K)
+
+
 # ------------------------------------------------------------------------------------------- repro smoke
 
 

@@ -123,7 +123,9 @@ def bon_level_law(log_mass, log_n, log_cdf, log_tail, log_a, log_q, ell):
         # ln(−h) = g(−e^{ldiff}) stays finite where h rounds to 0 (top levels at huge N)
         if ldiff == np.inf:
             lmh = -np.inf
-        else:
+        elif ldiff < 5.0:  # D < e^5: h is a normal negative number, ln(−h) directly
+            lmh = math.log(-hk)
+        else:  # D ≥ e^5: −h = −ln(1 − e^{−D}) ≈ e^{−D} may underflow; g(−D) is exact
             lmh = g_loglog(-math.exp(ldiff))
         ell[k] = _logaddexp(log_a[k], lmh)
 
