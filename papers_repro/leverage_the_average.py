@@ -12,7 +12,10 @@ Setup (spec ``kl-regularized-dp.md`` §10-11): Garnet(30, 4, 3) with seed 0 and 
 
 Figures: (1) error against k for VI, entropy-only (τ = 0.1), KL-only (λ ∈ {0.1, 1, 10}) and KL + entropy
 (1, 0.1), with the Theorem-1 right-hand side overlaid; (3) heatmaps of the final error (mean of the last 20
-of K iterations) over λ × τ and β × τ; (2) [LtA]'s 4×4 maze: ρᵀv^{π_k} and the error under N(0, 1) errors.
+of K iterations) over λ × τ and β × τ; (2) [LtA]'s 4×4 maze: ρᵀv^{π_k} and the error under N(0, 1) errors;
+(7) KL toward a fixed behavior-cloning reference ([DRRL], spec §7): J(λ) and K(λ).
+
+* Tiapkin et al. (2024). *Demonstration-Regularized RL.* ICLR 2024. arXiv:2310.17303 (figure 7).
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from klsim.divergences import log_softmax
 from klsim.dp import (
+    behavior_cloning,
     da_vi,
     entropy_bias_bounds,
+    kl_ref_tradeoff,
     kl_vmax,
     md_vi,
     optimal_q,
@@ -34,7 +40,7 @@ from klsim.dp import (
     soft_value_iteration,
     theorem1_bound,
 )
-from klsim.mdp import garnet, gridworld
+from klsim.mdp import TabularMDP, garnet, gridworld
 from klsim.plotting import new_figure, save_figure
 from papers_repro._harness import Report, claim_leq, claim_true
 
@@ -87,6 +93,12 @@ class Args:
     """Iterations of the maze experiment (γ = 0.99, σ = 1)."""
     maze_seeds: tuple[int, ...] = (0, 1, 2)
     """Error seeds of the maze experiment."""
+    drrl_episodes: tuple[int, ...] = (1, 10, 100)
+    """Numbers N^E of optimal-expert episodes behind the behavior-cloning reference (figure 7)."""
+    drrl_horizon: int = 30
+    """Length of each expert episode."""
+    drrl_kl: tuple[float, ...] = tuple(float(x) for x in np.logspace(-3, 2, 16))
+    """λ grid of J(λ) and K(λ)."""
     extra_panels: list[tuple[int, float]] = field(default_factory=lambda: [(30, 0.5), (100, 1.0)])
     """Additional (S, σ) settings of figure 1 (plotted and reported, not asserted)."""
 
@@ -116,11 +128,6 @@ def _exact_errors(mdp, q_star, log_policies):
     return sup, low
 
 
-def _log_softmax(x):
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
 def _slope(err: np.ndarray, k0: int, k1: int) -> float:
     """Least-squares slope of log err against log k over k0 ≤ k ≤ k1 (err[k−1] is iteration k)."""
     k = np.arange(k0, k1 + 1)
@@ -140,7 +147,7 @@ def _identities(report: Report, mdp, args: Args) -> None:
             mdp, kl_coef=lam, entropy_coef=0.0, n_iter=K, noise_std=args.sigma, seed=0, record_iterates=True
         )
         H = np.cumsum(res.history["q"][:K], axis=0)
-        diff = np.abs(np.exp(res.history["log_policy"][1:]) - np.exp(_log_softmax(H / lam)))
+        diff = np.abs(np.exp(res.history["log_policy"][1:]) - np.exp(log_softmax(H / lam)))
         worst = max(worst, float(diff.max()))
     report.add(
         claim_leq(
@@ -156,7 +163,7 @@ def _identities(report: Report, mdp, args: Args) -> None:
     h, worst = np.zeros_like(mdp.R), 0.0
     for k in range(K):
         h = beta * h + (1 - beta) * res.history["q"][k]
-        d = np.abs(np.exp(res.history["log_policy"][k + 1]) - np.exp(_log_softmax(h / tau)))
+        d = np.abs(np.exp(res.history["log_policy"][k + 1]) - np.exp(log_softmax(h / tau)))
         worst = max(worst, float(d.max()))
     report.add(
         claim_leq(
@@ -359,6 +366,83 @@ def _maze(mdp_maze, args: Args) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- [DRRL] KL toward a fixed reference
+def _expert_counts(mdp, actions: np.ndarray, n_episodes: int, horizon: int, seed: int) -> np.ndarray:
+    """Visit counts n(s, a) of ``n_episodes`` episodes of the deterministic expert ``actions`` from ρ."""
+    rng = np.random.default_rng(seed)
+    P = mdp.dense_P()
+    counts = np.zeros((mdp.n_states, mdp.n_actions))
+    for _ in range(n_episodes):
+        s = rng.choice(mdp.n_states, p=mdp.initial)
+        for _ in range(horizon):
+            a = actions[s]
+            counts[s, a] += 1
+            s = rng.choice(mdp.n_states, p=P[s, a])
+    return counts
+
+
+def _drrl(report: Report, mdp, q_star, v_star, args: Args) -> dict:
+    """Spec §7 / §10 claim 17 on the Garnet: J(λ), K(λ) for behavior-cloning references (figure 7)."""
+    lams = np.asarray(args.drrl_kl)
+    out = {"lambda": lams, "J_star": float(mdp.initial @ v_star)}
+    mono, near = True, True
+    gaps = {}
+    for n_e in args.drrl_episodes:
+        counts = _expert_counts(mdp, np.argmax(q_star, axis=1), n_e, args.drrl_horizon, seed=n_e)
+        log_ref = behavior_cloning(counts)
+        J, K = kl_ref_tradeoff(mdp, log_ref, lams)
+        _, v_bc = policy_evaluation(mdp, log_ref)
+        mono &= bool(np.all(np.diff(J) <= T4 * np.maximum(1, np.abs(J[:-1]))))
+        mono &= bool(np.all(np.diff(K) <= T4 * np.maximum(1, np.abs(K[:-1]))))
+        slack = lams[0] * float(np.max(-log_ref)) / (1 - mdp.gamma)  # λ max ln(1/π_ref)/(1−γ)
+        gaps[f"N^E={n_e}"] = {"J*-J(λ_min)": out["J_star"] - J[0], "bound": slack}
+        near &= bool(-T1 <= out["J_star"] - J[0] <= slack + T4)
+        out[f"N^E={n_e}"] = {"J": J, "K": K, "J_bc": float(mdp.initial @ v_bc)}
+    report.add(
+        claim_true(
+            "drrl_j_k_non_increasing", mono, {"n_lambda": len(lams)}, "J(λ) and K(λ) non-increasing", T4,
+            f"[DRRL] KL toward behavior cloning of N^E ∈ {list(args.drrl_episodes)} expert episodes, λ ∈ [1e-3, 1e2]",
+        )
+    )  # fmt: skip
+    report.add(
+        claim_true(
+            "drrl_small_lambda_near_optimal", near, gaps, "0 <= J* − J(λ_min) <= λ_min max ln(1/π_ref)/(1−γ)", T4,
+            "λ → 0 recovers the optimum within supp π_ref (full support after add-1 smoothing)",
+        )
+    )  # fmt: skip
+    r = np.array([[1.0, 0.3, -2.0]])
+    mu = np.array([[0.2, 0.5, 0.3]])
+    one = TabularMDP(np.ones((1, 3, 1)), r, 0.9)
+    worst = 0.0
+    for lam in (0.05, 1.0, 20.0):
+        v = soft_value_iteration(one, kl_coef=lam, log_ref=np.log(mu)).v[0]
+        z = np.log(mu[0]) + r[0] / lam
+        closed = lam * (z.max() + np.log(np.exp(z - z.max()).sum())) / (1 - 0.9)
+        worst = max(worst, abs(v - closed) / max(1.0, abs(closed)))
+    report.add(
+        claim_leq(
+            "drrl_one_state_closed_form", worst, T1, 0.0, "v = λ lse(ln μ + r/λ)/(1−γ), λ ∈ {0.05, 1, 20}"
+        )
+    )
+    return out
+
+
+def _figure_drrl(report: Report, drrl: dict, args: Args) -> None:
+    fig, axes = new_figure(1, 2, width=4.2, height=3.2)
+    lams = drrl["lambda"]
+    for n_e in args.drrl_episodes:
+        d = drrl[f"N^E={n_e}"]
+        (line,) = axes[0, 0].semilogx(lams, d["J"], label=f"J(λ), N^E={n_e}")
+        axes[0, 0].axhline(d["J_bc"], color=line.get_color(), ls="--", lw=0.8)
+        axes[0, 1].loglog(lams, np.maximum(d["K"], 1e-16), color=line.get_color(), label=f"N^E={n_e}")
+    axes[0, 0].axhline(drrl["J_star"], color="k", ls=":", lw=0.9, label="J(π*)")
+    axes[0, 0].set(xlabel="λ", ylabel="J(λ) = ρᵀv^π*_λ (dashed: J(π^BC))", title="[DRRL] KL toward π^BC")
+    axes[0, 1].set(xlabel="λ", ylabel="K(λ): discounted KL(π*_λ‖π^BC)")
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 1].legend(fontsize=7)
+    report.figures.append(save_figure(fig, args.out, "drrl_kl_ref"))
+
+
 # ----------------------------------------------------------------------------- figures
 def _figure_noise(report: Report, runs, bounds, args: Args, name: str, title: str) -> None:
     fig, axes = new_figure(1, 2, width=4.6, height=3.4)
@@ -424,7 +508,7 @@ def main(args: Args) -> Report:
     """Run every experiment, check the claims, write the figures."""
     report = Report(title="Leverage the Average (Vieillard et al., NeurIPS 2020): KL averages errors")
     mdp = garnet(args.n_states, args.n_actions, args.branching, seed=args.garnet_seed, gamma=args.gamma)
-    q_star, _ = optimal_q(mdp)
+    q_star, v_star = optimal_q(mdp)
     _identities(report, mdp, args)
     runs = _noise_runs(mdp, q_star, args, args.sigma)
     bounds = _theorem1_claims(report, mdp, runs, args)
@@ -432,6 +516,7 @@ def main(args: Args) -> Report:
     bias = _entropy_bias_claims(report, mdp, q_star, args)
     heat = _heatmaps(report, mdp, q_star, args)
     maze = _maze(gridworld(gamma=0.99), args)
+    drrl = _drrl(report, mdp, q_star, v_star, args)
     vmax = {
         f"λ={lam:g}": {
             "tight": round(
@@ -488,6 +573,7 @@ def main(args: Args) -> Report:
         )
     _figure_heatmaps(report, heat, args)
     _figure_maze(report, maze, args)
+    _figure_drrl(report, drrl, args)
     report.data = {
         "k": np.arange(1, args.n_iter + 1),
         "error_mean": {n: r["err"].mean(axis=0) for n, r in runs.items()},
@@ -500,6 +586,7 @@ def main(args: Args) -> Report:
         "heat_tau": list(args.heat_tau),
         "heat_beta": list(args.heat_beta),
         "entropy_bias": bias,
+        "drrl": drrl,
         "maze": {
             n: (
                 {"return_mean": r["return"].mean(axis=0), "err_mean": r["err"].mean(axis=0)}
