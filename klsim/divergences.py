@@ -159,7 +159,9 @@ def f_divergence(p: np.ndarray, q: np.ndarray, f, axis: int = -1) -> np.ndarray:
 #   (``tsallis_normalizer``).
 # * C11 applies to S_q and D_q (terms with π(a) = 0 contribute 0).
 
+from klsim._kernels.tsallis import PARALLEL_MIN_ENTRIES as _PARALLEL_MIN_ENTRIES  # noqa: E402
 from klsim._kernels.tsallis import tsallis_threshold_rows as _tsallis_threshold_rows  # noqa: E402
+from klsim._kernels.tsallis import tsallis_threshold_rows_par as _tsallis_threshold_rows_par  # noqa: E402
 from klsim._validation import as_float_array as _as_float_array  # noqa: E402
 from klsim._validation import check_finite as _check_finite  # noqa: E402
 from klsim._validation import check_nonnegative_scalar as _check_nonnegative_scalar  # noqa: E402
@@ -370,7 +372,8 @@ def _tsallis_step(
         lm2 = np.zeros((1, A))
     out = np.empty_like(Q2)
     nu = np.empty(Q2.shape[0])
-    _tsallis_threshold_rows(Q2, lm2, float(lam), float(tau), float(qv), out, nu)
+    kernel = _tsallis_threshold_rows_par if Q2.size >= _PARALLEL_MIN_ENTRIES else _tsallis_threshold_rows
+    kernel(Q2, lm2, float(lam), float(tau), float(qv), out, nu)
     return out.reshape(shape), nu.reshape(shape[:-1])
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 from scipy.special import rel_entr
 
-from klsim._kernels.tsallis import tsallis_threshold_rows
+from klsim._kernels.tsallis import tsallis_threshold_rows, tsallis_threshold_rows_par
 from klsim.divergences import (
     chi2_divergence,
     entropy,
@@ -283,6 +283,11 @@ def test_batch_shapes_and_kernel_matches_py_func(rng):
         tsallis_threshold_rows.py_func(Q2, lm, 0.3, 0.2, q, o2, n2)
         np.testing.assert_allclose(o1, o2, atol=1e-13, rtol=0)
         np.testing.assert_allclose(n1, n2, atol=1e-13, rtol=0)
+        # the parallel twin (prange over row chunks) has the same arithmetic: bit-identical
+        o3, n3 = np.empty((10, 5)), np.empty(10)
+        tsallis_threshold_rows_par(Q2, lm, 0.3, 0.2, q, o3, n3)
+        np.testing.assert_array_equal(o1, o3)
+        np.testing.assert_array_equal(n1, n3)
 
 
 def test_normalizer_convention_c6(rng):

@@ -19,7 +19,10 @@ import numpy as np
 
 from klsim._jit import njit, pnjit, prange
 
-__all__ = ["tsallis_threshold_rows"]
+__all__ = ["tsallis_threshold_rows", "tsallis_threshold_rows_par", "PARALLEL_MIN_ENTRIES"]
+
+PARALLEL_MIN_ENTRIES = 1 << 18
+"""Batches with at least this many entries (N·A) use the parallel kernel; smaller ones the serial one."""
 
 _EPS = 2.220446049250313e-16
 
@@ -220,9 +223,9 @@ def _row_general(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
     return nu
 
 
-@pnjit
+@njit
 def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
-    """Tsallis-regularized greedy step per row, in log space.
+    """Tsallis-regularized greedy step per row, in log space (serial).
 
     Parameters
     ----------
@@ -238,6 +241,23 @@ def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
     out_nu : (N,) float64
         Receives the threshold ν (NaN for a row without candidates).
     """
+    N, A = Q.shape
+    log_lam = np.log(lam) if lam > 0.0 else -np.inf
+    log_tau = np.log(tau) if tau > 0.0 else -np.inf
+    idx = np.empty(A, dtype=np.int64)
+    lw = np.empty(A)
+    for i in range(N):
+        lmrow = log_mu[i] if log_mu.shape[0] > 1 else log_mu[0]
+        if q == 2.0:
+            out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, out_logp[i])
+        else:
+            out_nu[i] = _row_general(Q[i], lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out_logp[i])
+    return out_nu
+
+
+@pnjit
+def tsallis_threshold_rows_par(Q, log_mu, lam, tau, q, out_logp, out_nu):
+    """Parallel twin of :func:`tsallis_threshold_rows` (``prange`` over chunks of independent rows, same arithmetic)."""
     N, A = Q.shape
     log_lam = np.log(lam) if lam > 0.0 else -np.inf
     log_tau = np.log(tau) if tau > 0.0 else -np.inf
