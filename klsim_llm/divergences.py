@@ -67,13 +67,13 @@ def _canonical(name: str, beta: float, alpha: float, tsallis_q: float) -> tuple[
     raise ValueError(f"name: unknown divergence {name!r}; valid: {', '.join(DIVERGENCE_NAMES)}")
 
 
-def _elementwise(kind: str, a: float, lp: torch.Tensor, lq: torch.Tensor):
+def _elementwise(kind: str, a: float, lp: torch.Tensor, lq: torch.Tensor, need_grad: bool = True):
     """(contribution to the value accumulator, G = ∂D/∂ℓp) for one block; for the lse kinds the first
     element is the exponent whose logsumexp is accumulated."""
     if kind == "rkl":
         p = torch.exp(lp)
         d = lp - lq
-        return p * d, p * (d + 1.0)
+        return p * d, (p * (d + 1.0) if need_grad else None)
     if kind == "fkl":
         q = torch.exp(lq)
         return q * (lq - lp), -q
@@ -135,30 +135,55 @@ def _sum_G(kind: str, a: float, value: torch.Tensor, acc: torch.Tensor) -> torch
     raise AssertionError(kind)  # jsd accumulates its own ΣG
 
 
+def _block_logprobs(z: torch.Tensor, lse: torch.Tensor | None, dtype) -> torch.Tensor:
+    zz = z.to(dtype)
+    if lse is None:  # the whole vocabulary is in this block
+        return torch.log_softmax(zz, -1)
+    return zz - lse[:, None]
+
+
+def _rows(z: torch.Tensor, rows: torch.Tensor | None, r0: int, r1: int) -> torch.Tensor:
+    """Rows r0..r1 of the selected rows: a view when every row is selected, else a gathered copy."""
+    return z[r0:r1] if rows is None else z[rows[r0:r1]]
+
+
 class _ChunkedDivergence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, zr, rows, kind, a, cr, cv):
         dtype = torch.promote_types(z.dtype, torch.float32)
-        n = rows.numel()
+        n = z.shape[0] if rows is None else rows.numel()
         V = z.shape[-1]
+        one_block = cv >= V
         vals = torch.empty(n, dtype=dtype, device=z.device)
         lse_p = torch.empty(n, dtype=dtype, device=z.device)
         lse_q = torch.empty(n, dtype=dtype, device=z.device)
         sumG = torch.empty(n, dtype=dtype, device=z.device)
         for r0 in range(0, n, cr):
-            idx = rows[r0 : r0 + cr]
-            zp, zq = z[idx], zr[idx]
-            lp_, lq_ = _row_lse(zp, cv, dtype), _row_lse(zq, cv, dtype)
-            R = idx.numel()
+            r1 = min(n, r0 + cr)
+            zp, zq = _rows(z, rows, r0, r1), _rows(zr, rows, r0, r1)
+            R = r1 - r0
+            if one_block and kind in ("rkl", "fkl"):
+                lp_ = lq_ = torch.zeros(R, dtype=dtype, device=z.device)  # unused: backward uses log_softmax
+            else:
+                lp_ = torch.logsumexp(zp.to(dtype), -1) if one_block else _row_lse(zp, cv, dtype)
+                lq_ = torch.logsumexp(zq.to(dtype), -1) if one_block else _row_lse(zq, cv, dtype)
             if kind in _LSE_KINDS:
                 m = torch.full((R,), -math.inf, dtype=dtype, device=z.device)
                 s = torch.zeros((R,), dtype=dtype, device=z.device)
             acc = torch.zeros((R,), dtype=dtype, device=z.device)
             accG = torch.zeros((R,), dtype=dtype, device=z.device)
+            if one_block and kind in ("rkl", "fkl"):  # fused kernels: log_softmax, kl_div
+                lp, lq = torch.log_softmax(zp.to(dtype), -1), torch.log_softmax(zq.to(dtype), -1)
+                x, y = (lq, lp) if kind == "rkl" else (lp, lq)
+                v = torch.nn.functional.kl_div(x, y, reduction="none", log_target=True).sum(-1)
+                vals[r0:r1] = v
+                sumG[r0:r1] = _sum_G(kind, a, v, v)
+                lse_p[r0:r1], lse_q[r0:r1] = lp_, lq_
+                continue
             for v0 in range(0, V, cv):
                 lp = zp[:, v0 : v0 + cv].to(dtype) - lp_[:, None]
                 lq = zq[:, v0 : v0 + cv].to(dtype) - lq_[:, None]
-                contrib, G = _elementwise(kind, a, lp, lq)
+                contrib, G = _elementwise(kind, a, lp, lq, need_grad=kind == "jsd")
                 if kind in _LSE_KINDS:
                     m, s = _lse_update(m, s, contrib)
                 else:
@@ -168,9 +193,9 @@ class _ChunkedDivergence(torch.autograd.Function):
             if kind in _LSE_KINDS:
                 acc = _lse_finish(m, s)
             v = _finish_value(kind, a, acc)
-            vals[r0 : r0 + R] = v
-            sumG[r0 : r0 + R] = accG if kind == "jsd" else _sum_G(kind, a, v, acc)
-            lse_p[r0 : r0 + R], lse_q[r0 : r0 + R] = lp_, lq_
+            vals[r0:r1] = v
+            sumG[r0:r1] = accG if kind == "jsd" else _sum_G(kind, a, v, acc)
+            lse_p[r0:r1], lse_q[r0:r1] = lp_, lq_
         ctx.save_for_backward(z, zr, rows, lse_p, lse_q, sumG)
         ctx.meta = (kind, a, cr, cv)
         return vals
@@ -181,22 +206,41 @@ class _ChunkedDivergence(torch.autograd.Function):
         kind, a, cr, cv = ctx.meta
         grad = torch.zeros_like(z)
         V = z.shape[-1]
-        for r0 in range(0, rows.numel(), cr):
-            idx = rows[r0 : r0 + cr]
-            sl = slice(r0, r0 + idx.numel())
-            g_rows = torch.empty((idx.numel(), V), dtype=z.dtype, device=z.device)
+        n = z.shape[0] if rows is None else rows.numel()
+        for r0 in range(0, n, cr):
+            r1 = min(n, r0 + cr)
+            zp, zq = _rows(z, rows, r0, r1), _rows(zr, rows, r0, r1)
+            g_rows = (
+                grad[r0:r1] if rows is None else torch.empty((r1 - r0, V), dtype=z.dtype, device=z.device)
+            )
             for v0 in range(0, V, cv):
-                lp = z[idx, v0 : v0 + cv].to(lse_p.dtype) - lse_p[sl, None]
-                lq = zr[idx, v0 : v0 + cv].to(lse_p.dtype) - lse_q[sl, None]
-                _, G = _elementwise(kind, a, lp, lq)
-                g_rows[:, v0 : v0 + cv] = (gout[sl, None] * (G - torch.exp(lp) * sumG[sl, None])).to(z.dtype)
-            grad.index_copy_(0, idx, g_rows)
+                if cv >= V:
+                    lp = torch.log_softmax(zp.to(lse_p.dtype), -1)
+                    lq = torch.log_softmax(zq.to(lse_p.dtype), -1)
+                else:
+                    lp = zp[:, v0 : v0 + cv].to(lse_p.dtype) - lse_p[r0:r1, None]
+                    lq = zq[:, v0 : v0 + cv].to(lse_p.dtype) - lse_q[r0:r1, None]
+                dz = _dz(kind, a, lp, lq, sumG[r0:r1, None])
+                g_rows[:, v0 : v0 + cv] = dz.mul_(gout[r0:r1, None])
+            if rows is not None:
+                grad.index_copy_(0, rows[r0:r1], g_rows)
         return grad, None, None, None, None, None, None
+
+
+def _dz(kind: str, a: float, lp: torch.Tensor, lq: torch.Tensor, sumG: torch.Tensor) -> torch.Tensor:
+    """∂D/∂z = G − p·ΣG for one block (closed forms for rkl and fkl)."""
+    p = torch.exp(lp)
+    if kind == "rkl":  # p(ℓp − ℓq + 1) − p(D + 1)
+        return p.mul_(lp.sub_(lq).sub_(sumG - 1.0))
+    if kind == "fkl":  # p − q
+        return p.sub_(torch.exp(lq))
+    _, G = _elementwise(kind, a, lp, lq)
+    return G.sub_(p.mul_(sumG))
 
 
 def _default_chunks(n: int, V: int, chunk_rows: int | None, chunk_vocab: int | None) -> tuple[int, int]:
     cv = int(chunk_vocab) if chunk_vocab else min(V, 32768)
-    cr = int(chunk_rows) if chunk_rows else max(1, (1 << 21) // cv)
+    cr = int(chunk_rows) if chunk_rows else max(1, (1 << 20) // cv)
     if cr < 1 or cv < 1:
         raise ValueError(f"chunk_rows, chunk_vocab: must be ≥ 1, got {chunk_rows!r}, {chunk_vocab!r}")
     return cr, cv
@@ -216,7 +260,7 @@ def divergence_per_token(
 ) -> torch.Tensor:
     """Per-position D(softmax(logits)‖softmax(ref_logits)), shape ``logits.shape[:-1]``, 0 where ``mask`` is False.
 
-    Chunked over rows (``chunk_rows``, default ≈ 2²¹/chunk_vocab) and vocabulary (``chunk_vocab``, default
+    Chunked over rows (``chunk_rows``, default ≈ 2²⁰/chunk_vocab) and vocabulary (``chunk_vocab``, default
     min(V, 32768)); the gradient flows to ``logits`` only.  Result dtype: float32 or wider.
     """
     if logits.shape != ref_logits.shape:

@@ -224,13 +224,14 @@ def _div_cases(name: str) -> list[tuple[dict, dict, bool]]:
         "alpha": [dict(alpha=0.3), dict(alpha=0.0), dict(alpha=1.0)],
         "tsallis": [dict(tsallis_q=1.5)],
     }.get(name, [{}])
-    return [(_PE, dict(p, chunk_rows=2, chunk_vocab=2), True) for p in par] + [
+    chunks = [dict(chunk_rows=2, chunk_vocab=2)] + [{}] * (len(par) - 1)
+    return [(_PE, dict(p, **c), True) for p, c in zip(par, chunks)] + [
         (_P1, dict(reduction="token_mean"), True)
     ]
 
 
 def _pref_cases(name: str) -> list[tuple[dict, dict, bool]]:
-    pb = dict(_PE, group=2, sampler="ref", max_samples=40)
+    pb = dict(_PE, group=2, sampler="ref", max_samples=16)
     base = dict(beta=0.7)
     extra = {
         "fdpo": [dict(divergence=d, alpha=0.3) for d in ("rkl", "fkl", "js", "alpha")],
@@ -243,7 +244,7 @@ def _pref_cases(name: str) -> list[tuple[dict, dict, bool]]:
 
 def _pg_cases(name: str) -> list[tuple[dict, dict, bool]]:
     g = 3 if name == "grpo" else 2
-    pb = dict(_PE, group=g, max_samples=30)
+    pb = dict(_PE, group=g, max_samples=16)
     cases = [(pb, dict(beta=0.3), True), (pb, dict(beta=0.2, kl_estimator="k3", kl_placement="loss"), True)]
     if name == "ppo":
         cases.append(
