@@ -244,3 +244,15 @@ def test_repro_smoke(tmp_path):
     report = run_module("tsallis_mvi", tmp_path, quick=True)
     assert report.passed, [c for c in report.claims if not c.passed]
     assert report.figures and all(p.exists() for p in report.figures)
+
+
+def test_mvi_q_and_tsallis_kl_vi_dense_equals_csr(g12):
+    dense = g12.to_dense()
+    for fn, kw in (
+        (mvi_q, dict(tsallis_q=2.0, alpha=0.9, tau=0.2)),
+        (tsallis_kl_vi, dict(tsallis_q=3.0, kl_coef=0.3)),
+    ):
+        a = fn(g12, n_iter=20, noise_std=0.5, seed=1, track_error=False, **kw)
+        b = fn(dense, n_iter=20, noise_std=0.5, seed=1, track_error=False, **kw)
+        np.testing.assert_allclose(a.q, b.q, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(a.history["support_size"], b.history["support_size"])
