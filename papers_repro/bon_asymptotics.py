@@ -1171,7 +1171,21 @@ def _fig_infalign(args: Args, report: Report) -> None:
                 wl = infalign_transform(lp, kl, n_samples=n, mode=mode, transform="log")["win_rate"]
                 bt = infalign_best_transform(lp, kl, n_samples=n, mode=mode)
                 fp = infalign_fixed_point(lp, kl, n_samples=n, mode=mode) if (n, kl) in fp_cases else None
-                rows.append((kl, wi, wl, bt["win_rate"], bt["t"], np.nan if fp is None else fp["win_rate"]))
+                rows.append(
+                    (
+                        kl,
+                        wi,
+                        wl,
+                        bt["win_rate"],
+                        bt["t"],
+                        np.nan if fp is None or not fp["converged"] else fp["win_rate"],
+                    )
+                )
+                if fp is not None and not fp["converged"]:
+                    report.notes.append(
+                        f"InfAlign fixed point {mode}-N={n}, KL={kl}: not converged (residual {fp['residual']:.2g}, "
+                        f"KL reached {fp['kl']:.4g}); not plotted."
+                    )
                 if (n, kl) in ((2, 0.5), (2, 1.0), (4, 0.5)):
                     tag = f"{mode}_N{n}_kl{kl}"
                     report.add(

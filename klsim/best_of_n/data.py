@@ -272,11 +272,9 @@ def lattice_span(
             # refine h by least squares on the integer grid so that the values are reproduced exactly
             mu = np.unique(mi)
             if mu.size > 1:
-                from math import gcd
-
                 d = 0
                 for x in mu.astype(np.int64) - int(mu[0]):
-                    d = gcd(d, int(x))
+                    d = math.gcd(d, int(x))
                 if d > 1:
                     h *= d
                     mi = np.rint((np.asarray(values, dtype=np.float64) - base) / h)

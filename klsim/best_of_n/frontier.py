@@ -404,7 +404,10 @@ def infalign_fixed_point(
         lo -= 2.0
         if lo < -40:
             break
-    log_beta = brentq(kl_at, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps)
+    try:
+        log_beta = brentq(kl_at, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps)
+    except ValueError:  # non-converged inner iterations broke the sign change: report, do not raise
+        log_beta = 0.5 * (lo + hi)
     gap = kl_at(log_beta)
     log_f = state["log_f"]
     lpi = lp + log_f
