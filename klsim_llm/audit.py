@@ -245,7 +245,27 @@ def known_facts(res: AuditResult) -> list[dict]:
     out = []
 
     def add(fact, measured, tol, passed):
-        out.append({"fact": fact, "measured": float(measured), "tolerance": tol, "passed": bool(passed)})
+        ids = [
+            "k1_loss_zero_grad",
+            "k3_loss_is_fkl",
+            "k3_loss_is_partial_fkl_2tok",
+            "rho_k3_unbiased_on_off",
+            "k2_unbiased_on_policy_only",
+            "k3_reward_is_rkl_minus_fkl",
+            "k1_reward_unbiased",
+            "nash_md_per_token_biased",
+            "rtg_fv_rtg_unbiased",
+            "rho_k2_biased",
+        ]
+        out.append(
+            {
+                "id": ids[len(out)],
+                "fact": fact,
+                "measured": float(measured),
+                "tolerance": tol,
+                "passed": bool(passed),
+            }
+        )
 
     g = _row(res, "k1/loss", "two_token").grad_norm
     add("k1 as a loss has zero expected gradient (‖E∇‖/‖∇RKL‖)", g, 1e-12, g <= 1e-12)
