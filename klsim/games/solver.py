@@ -57,25 +57,35 @@ def _residual(P: np.ndarray, ref_c: np.ndarray, theta: np.ndarray, beta: float):
     return _center(theta - ref_c - Ppi / beta), pi, Ppi
 
 
+#: bytes of one block of bordered systems factorized together (keeps temporaries cache- and RAM-friendly)
+_BLOCK_BYTES = 1 << 26
+
+
 def _newton_direction(P, pi, Ppi, r, beta):
-    """Solve [[J, 1], [1ᵀ, 0]] [d; λ] = [−r; 0] for every context (batched LU).
+    """Solve [[J, 1], [1ᵀ, 0]] [d; λ] = [−r; 0] for every context (batched LU, in blocks of contexts).
 
     J = C(I − (P·diag(π) − (Pπ)πᵀ)/β) is assembled in place in the bordered matrix (O(n²) per context,
-    no matrix product).
+    no matrix product).  Contexts are factorized in blocks of at most 64 MB of systems each.
     """
     C, n = pi.shape
-    K = np.empty((C, n + 1, n + 1))
-    M = K[:, :n, :n]
-    np.multiply(P, (-pi / beta)[:, None, :], out=M)
-    M += (Ppi / beta)[:, :, None] * pi[:, None, :]
-    M[:, np.arange(n), np.arange(n)] += 1.0
-    M -= M.mean(axis=1, keepdims=True)  # left-multiply by C = I − 11ᵀ/n
-    K[:, :n, n] = 1.0
-    K[:, n, :n] = 1.0
-    K[:, n, n] = 0.0
-    rhs = np.zeros((C, n + 1, 1))
-    rhs[:, :n, 0] = -r
-    return np.linalg.solve(K, rhs)[:, :n, 0]
+    per = max(1, _BLOCK_BYTES // (8 * (n + 1) ** 2))
+    d = np.empty((C, n))
+    diag = np.arange(n)
+    for s in range(0, C, per):
+        e = min(C, s + per)
+        K = np.empty((e - s, n + 1, n + 1))
+        M = K[:, :n, :n]
+        np.multiply(P[s:e], (-pi[s:e] / beta)[:, None, :], out=M)
+        M += (Ppi[s:e] / beta)[:, :, None] * pi[s:e, None, :]
+        M[:, diag, diag] += 1.0
+        M -= M.mean(axis=1, keepdims=True)  # left-multiply by C = I − 11ᵀ/n
+        K[:, :n, n] = 1.0
+        K[:, n, :n] = 1.0
+        K[:, n, n] = 0.0
+        rhs = np.zeros((e - s, n + 1, 1))
+        rhs[:, :n, 0] = -r[s:e]
+        d[s:e] = np.linalg.solve(K, rhs)[:, :n, 0]
+    return d
 
 
 def _solve_level(P, ref_c, theta, beta, max_iter, hist):
