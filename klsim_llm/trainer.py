@@ -212,6 +212,12 @@ class Trainer:
         self.autocast = self.device.type == "cuda" and cfg.model.autocast_bf16
         self.entry = registry.get(objective_name(cfg))
         self.task = task if task is not None else make_task(cfg.task.name, cfg.task.kwargs)
+        for what, folder in (
+            ("model.name_or_path", cfg.model.name_or_path),
+            ("model.tokenizer", cfg.model.tokenizer),
+        ):
+            if folder is not None and model is None and not Path(folder).is_dir():
+                raise ValueError(f"{what}={folder!r} is not a local folder (no hub downloads)")
         if tokenizer is None:
             if cfg.model.tokenizer or cfg.model.name_or_path:
                 from transformers import AutoTokenizer
