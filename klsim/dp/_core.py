@@ -14,13 +14,14 @@ from klsim._kernels.dp import (
     soft_sweep_csr,
     soft_sweep_csr_par,
     soft_sweep_dense,
-    soft_sweep_dense_par,
 )
 from klsim._validation import as_float_array, check_nonnegative_scalar
 from klsim.mdp import TabularMDP
 
 PARALLEL_MIN_WORK = 4_000_000
-"""Sweeps touching at least this many transition entries use the ``prange`` kernels (same bits)."""
+"""Sweeps touching at least this many transition entries run in parallel: the CSR layout with the ``prange``
+kernel (same bits as serial), the dense layout with the BLAS matrix-vector product of numpy (memory-bound;
+equal to the numba dot product up to rounding)."""
 
 LOG_NORM_TOL = 1e-10
 """Tolerance on Σ_a exp(log π(a|s)) − 1 for log-policies given by the user."""
@@ -81,7 +82,18 @@ def backup(mdp: TabularMDP, v: np.ndarray, out: np.ndarray) -> np.ndarray:
     if mdp.is_sparse:
         indptr, indices, data = mdp.csr
         return backup_csr(indptr, indices, data, mdp.R, mdp.gamma, v, out)
+    if mdp.P.size >= PARALLEL_MIN_WORK:
+        return _backup_dense_blas(mdp, v, out)
     return backup_dense(mdp.P, mdp.R, mdp.gamma, v, out)
+
+
+def _backup_dense_blas(mdp: TabularMDP, v: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = R + γ P v with one BLAS gemv over the (S*A, S) view (large dense MDPs are memory-bound)."""
+    flat = out.reshape(-1)
+    np.matmul(mdp.transition_matrix(), v, out=flat)
+    flat *= mdp.gamma
+    flat += mdp.R.reshape(-1)
+    return out
 
 
 def greedy_rows(q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v) -> None:
@@ -90,7 +102,7 @@ def greedy_rows(q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v) -> No
     if temp == 0.0:
         hard_greedy_rows(q, log_pi, v)
     else:
-        soft_greedy_rows(q, log_mu, kl_coef / temp, temp, log_pi, v)
+        soft_greedy_rows(np.ascontiguousarray(q), np.ascontiguousarray(log_mu), kl_coef / temp, temp, log_pi, v)
 
 
 def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v, q_out) -> None:
@@ -105,9 +117,11 @@ def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_p
         indptr, indices, data = mdp.csr
         kernel = soft_sweep_csr_par if data.size >= PARALLEL_MIN_WORK else soft_sweep_csr
         kernel(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+    elif mdp.P.size >= PARALLEL_MIN_WORK:
+        soft_greedy_rows(q, log_mu, beta, temp, log_pi, v)
+        _backup_dense_blas(mdp, v, q_out)
     else:
-        kernel = soft_sweep_dense_par if mdp.P.size >= PARALLEL_MIN_WORK else soft_sweep_dense
-        kernel(mdp.P, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+        soft_sweep_dense(mdp.P, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
 
 
 def policy_value(log_pi, q, log_mu, kl_coef: float, entropy_coef: float, out=None) -> np.ndarray:
