@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 CLARABEL_TOL = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+CLARABEL_RETRY_TOL = {"tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9, "tol_feas": 1e-9, "max_iter": 500}
+"""Clarabel is retried once with these when it reports 'optimal_inaccurate' at :data:`CLARABEL_TOL`."""
 OSQP_TOL = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iter": 200_000}
 DUAL_ACCEPT = 1e-8
 """Dual methods are accepted when the flow residual ‖E μ(V) − (1−γ)ρ‖∞ is at most this."""
@@ -98,6 +100,10 @@ def _run_cvx(problem, solver: str) -> str:
     try:
         if solver == "clarabel":
             problem.solve(solver=cp.CLARABEL, **CLARABEL_TOL)
+            if (
+                problem.status == cp.OPTIMAL_INACCURATE
+            ):  # one retry at 1e-9 (documented), still 'optimal' only
+                problem.solve(solver=cp.CLARABEL, **CLARABEL_RETRY_TOL)
         elif solver == "osqp":
             problem.solve(solver=cp.OSQP, **OSQP_TOL, **_osqp_polish())
         else:
@@ -153,9 +159,82 @@ def solve_chi2(
     problem, v, lam = _qp_model(prob)
     lam.value = coef
     status = _run_cvx(problem, method)
+    vp = _polish(prob, v.value, coef=coef)
     return finalize(
-        prob, prob.mu_from_whitened(v.value), regularizer="chi2", coef=coef, method=method, status=status
+        prob,
+        prob.mu_from_whitened(v.value if vp is None else vp),
+        regularizer="chi2",
+        coef=coef,
+        method=method,
+        status=status,
+        diagnostics={"polished": vp is not None},
     )
+
+
+def _polish(
+    prob: OccupancyProblem, v: np.ndarray, *, coef: float | None = None, sqrt_coef: float | None = None
+):
+    """Active-set polish of an interior-point/ADMM solution (exact KKT solve on the solver's active set).
+
+    With the free set F = {μ > 0} taken from the solver and v_i = −√μ_b,i off F, the χ² stationarity
+    2λ v_F = c_F − A_Fᵀy, A_F v_F = b gives v_F = Π c_F/(2λ) + w with Π the projector onto null(A_F) and
+    w = A_Fᵀ(A_F A_Fᵀ)⁻¹ b.  For √χ² at coefficient λ_s, λ_c solves 2λ_c‖v‖ = λ_s (‖Πc_F‖ ⊥ w).  The
+    polished point is accepted only if it satisfies every KKT condition (feasibility and multiplier
+    signs, to 1e-12 relative); otherwise ``None`` (the solver's point is kept).
+    """
+    sq = prob.sqrt_mu_b
+    ratio = (v + sq) / sq  # μ/μ_b at the solver's point
+    for thr in (1e-9, 1e-7, 1e-5, 1e-3):  # a valid KKT point is the unique optimum, whichever guess found it
+        out = _polish_active_set(prob, v, ratio > thr, coef, sqrt_coef)
+        if out is not None:
+            return out
+    return None
+
+
+def _polish_active_set(prob, v, free, coef, sqrt_coef):
+    sq = prob.sqrt_mu_b
+    if not free.any():
+        return None
+    Aw = prob.A_w.tocsc()
+    AF, AX = Aw[:, np.flatnonzero(free)], Aw[:, np.flatnonzero(~free)]
+    vX = -sq[~free]
+    b = -(AX @ vX)
+    rows = np.flatnonzero(np.asarray(abs(AF).sum(axis=1)).ravel() > 0)
+    if np.any(np.abs(np.delete(b, rows)) > 1e-14):
+        return None
+    AF, b = AF[rows], b[rows]
+    try:
+        lu = sp.linalg.splu(sp.csc_matrix(AF @ AF.T))
+    except RuntimeError:
+        return None
+    cF = prob.c[free]
+    y_c = lu.solve(AF @ cF)
+    u = cF - AF.T @ y_c  # Π c_F
+    y_b = lu.solve(b)
+    w = AF.T @ y_b
+    if sqrt_coef is not None:
+        K = float(w @ w + vX @ vX)
+        rem = sqrt_coef**2 - float(u @ u)
+        if K <= 0 or rem <= 0:
+            return None
+        coef = float(np.sqrt(rem / (4 * K)))
+    vF = u / (2 * coef) + w
+    out = v.copy()
+    out[free], out[~free] = vF, vX
+    if np.any(vF < -sq[free] - 1e-12) or np.max(np.abs(Aw @ out)) > 1e-11:
+        return None
+    y = np.zeros(Aw.shape[0])
+    y[rows] = y_c - 2 * coef * y_b
+    if rows.size < Aw.shape[0]:
+        # states without a free pair: their multipliers are the smallest ones keeping z ≥ 0, i.e. the fixed
+        # point y_s = max_a [R̃ + 2λ + γ (P y)(s, a)] with the other states' y held (a γ-contraction)
+        y = _unvisited_multipliers(prob, y, rows, 2 * coef)
+        if y is None:
+            return None
+    z = Aw[:, np.flatnonzero(~free)].T @ y + 2 * coef * vX - prob.c[~free]
+    if np.any(z < -1e-10 * max(1.0, float(np.max(np.abs(prob.c))))):
+        return None
+    return out
 
 
 def _delta(prob: OccupancyProblem, V: np.ndarray) -> np.ndarray:
@@ -175,23 +254,33 @@ def _base_dual_start(prob: OccupancyProblem, shift: float) -> np.ndarray:
 def _chi2_dual(prob: OccupancyProblem, coef: float, V0: np.ndarray | None):
     mub = prob.mu_b.ravel()[prob.pairs]
     E, rho = prob.E_b, prob.rho_b
-    S_b = rho.size
 
     def fg(V):
         dp = np.maximum(_delta(prob, V), 0.0)
         mu = mub * dp / (2 * coef)
         return rho @ V + np.sum(mub * dp * dp) / (4 * coef), rho - E @ mu, dp
 
+    full_diag = (E @ sp.diags_array(mub / (2 * coef)) @ E.T).diagonal()
+
     def hess_solve(V, dp, g, nu):  # generalized Hessian of the piecewise-quadratic dual
         H = sp.csc_matrix(E @ sp.diags_array(mub * (dp > 0) / (2 * coef)) @ E.T)
-        scale = max(float(H.diagonal().mean()), 1e-300)
-        H = H + sp.diags_array(np.full(S_b, (nu + 1e-12) * scale)).tocsc()
+        # Marquardt damping, scaled per state by the Hessian with every pair active (keeps H > 0)
+        H = H + sp.diags_array((nu + 1e-10) * full_diag).tocsc()
         try:
             return sp.linalg.splu(H).solve(-g)
         except RuntimeError:
             return None
 
-    V = _base_dual_start(prob, 2 * coef) if V0 is None else np.asarray(V0, dtype=np.float64).copy()
+    if V0 is None:
+        c0 = 10.0 * max(prob.sigma_proxy, 1e-12)
+        if c0 > 10.0 * coef:  # continuation from a large coefficient (warm starts along decreasing λ)
+            V0 = _base_dual_start(prob, 2 * c0)
+            while c0 > 10.0 * coef:
+                V0 = _chi2_dual(prob, c0, V0)[1]
+                c0 /= 10.0
+        else:
+            V0 = _base_dual_start(prob, 2 * coef)
+    V = np.asarray(V0, dtype=np.float64).copy()
     V, f, g, _, n = _damped_newton(fg, hess_solve, V, max_steps=300, gtol=1e-15)
     lbfgs_iter = 0
     if not np.max(np.abs(g)) <= DUAL_ACCEPT:  # fallback: L-BFGS-B (spec §3(a)), then Newton again
@@ -200,7 +289,7 @@ def _chi2_dual(prob: OccupancyProblem, coef: float, V0: np.ndarray | None):
             V,
             jac=True,
             method="L-BFGS-B",
-            options={"gtol": 1e-12, "ftol": 0.0, "maxiter": 20000, "maxcor": 30},
+            options={"gtol": 1e-12, "ftol": 0.0, "maxiter": 3000, "maxcor": 30},
         )
         lbfgs_iter = int(res.nit)
         V, f, g, _, n2 = _damped_newton(fg, hess_solve, res.x, max_steps=300, gtol=1e-15)
@@ -225,6 +314,28 @@ def _chi2_dual(prob: OccupancyProblem, coef: float, V0: np.ndarray | None):
 def chi2_path_map(result: OccupancyResult) -> float:
     """The √χ² coefficient at which a χ² solution (coef λ_c) is also optimal: λ_s = 2 λ_c √χ²(μ*) (spec §3(b))."""
     return 2.0 * float(result.params["coef"]) * float(np.sqrt(result.chi2))
+
+
+def _unvisited_multipliers(prob: OccupancyProblem, y: np.ndarray, rows: np.ndarray, shift: float):
+    S_b = y.size
+    U = np.setdiff1d(np.arange(S_b), rows)
+    row_of_state = np.full(prob.mdp.n_states, -1)
+    row_of_state[prob.states] = np.arange(S_b)
+    pair_row = row_of_state[prob.pairs // prob.mdp.n_actions]
+    inU = np.isin(pair_row, U)
+    idx = np.flatnonzero(inU)
+    ET = sp.csr_array(prob.E_b.T)[idx]
+    Rs = prob.proxy_reward.ravel()[prob.pairs][idx] + shift
+    owner = pair_row[idx]
+    for _ in range(100_000):
+        val = Rs + y[owner] - ET @ y  # R̃ + 2λ + γ P y
+        new = np.full(S_b, -np.inf)
+        np.maximum.at(new, owner, val)
+        diff = float(np.max(np.abs(new[U] - y[U])))
+        y[U] = new[U]
+        if diff <= 1e-15 * max(1.0, float(np.max(np.abs(y)))):
+            return y
+    return None
 
 
 def solve_sqrt_chi2(
@@ -257,9 +368,10 @@ def solve_sqrt_chi2(
         problem, v, lam = _socp_model(prob)
         lam.value = coef
         status = _run_cvx(problem, "clarabel")
+        vp = _polish(prob, v.value, sqrt_coef=coef)
         return finalize(
             prob,
-            prob.mu_from_whitened(v.value),
+            prob.mu_from_whitened(v.value if vp is None else vp),
             regularizer="sqrt_chi2",
             coef=coef,
             method="socp",
@@ -490,21 +602,35 @@ def _soft_backup(mdp, Rp, log_ref, coef, V):
 
 
 def _soft_policy_iteration(mdp, Rp, log_ref, coef, tol):
+    """Soft policy iteration, then soft value-iteration polishing from its value (a γ-contraction)."""
     pi = np.exp(log_ref)
-    V = None
-    for _ in range(500):
+    V, best, stall = None, np.inf, 0
+    for _ in range(200):
         with np.errstate(invalid="ignore"):
             kl = np.where(pi > 0, pi * (np.log(np.where(pi > 0, pi, 1.0)) - log_ref), 0.0).sum(axis=1)
         r_pi = np.sum(pi * Rp, axis=1) - coef * kl
         V_new = _solve_policy_system(mdp, pi, r_pi, transpose=False)
-        done = V is not None and np.max(np.abs(V_new - V)) <= tol * max(1.0, np.max(np.abs(V_new)))
+        dv = np.inf if V is None else float(np.max(np.abs(V_new - V)))
         V = V_new
         TV, log_pi = _soft_backup(mdp, Rp, log_ref, coef, V)
         pi = np.exp(log_pi)
-        if done:
+        if dv <= tol * max(1.0, float(np.max(np.abs(V)))):
+            break
+        stall = stall + 1 if dv >= best else 0
+        best = min(best, dv)
+        if stall >= 3:  # rounding floor of the linear solves reached
+            break
+    scale = max(1.0, float(np.max(np.abs(TV))))
+    for _ in range(20_000):  # polish: V ← T V until the residual reaches the tolerance or stops shrinking
+        resid = float(np.max(np.abs(TV - V)))
+        if resid <= tol * scale:
+            break
+        V = TV
+        TV, log_pi = _soft_backup(mdp, Rp, log_ref, coef, V)
+        if float(np.max(np.abs(TV - V))) >= resid and resid <= 1e-9 * scale:
             break
     resid = float(np.max(np.abs(TV - V)))
-    if not resid <= 1e-9 * max(1.0, float(np.max(np.abs(V)))):
+    if not resid <= 1e-9 * scale:
         raise SolverError(f"action KL: soft policy iteration stalled (soft Bellman residual {resid:.3g})")
     return log_pi, TV
 
