@@ -12,6 +12,8 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from klsim.best_of_n import (
     FiniteDist,
@@ -576,3 +578,33 @@ def test_bad_input_raises():
         Levels([0.0, 1.0], np.log([0.5, 0.6]))
     with pytest.raises(ValueError, match="level_log_mass"):
         bon_level_log_probs(np.log([0.5, 0.6]), n_samples=2)
+
+
+# ------------------------------------------------------------------------------------------- property tests
+
+
+@settings(max_examples=40)
+@given(
+    masses=st.lists(st.floats(1e-12, 1.0), min_size=1, max_size=12),
+    log_n=st.sampled_from([0.0, 1e-9, 0.3, 2.0, 30.0, 600.0, 700.0, 5000.0]),
+    reward_levels=st.integers(1, 4),
+)
+def test_kernels_property_random_pmfs_with_ties(masses, log_n, reward_levels):
+    """Random shapes, extreme N and ties: the law sums to 1, matches the direct (linear) formula where it
+    is representable, both KL kernels agree, and D ≤ ln N − (N−1)/N."""
+    p = np.array(masses) / np.sum(masses)
+    r = np.arange(p.size) % reward_levels  # ties when reward_levels < size
+    d = FiniteDist(p, r.astype(float))
+    law = bon_level_law_full(d.levels.log_mass, log_n)
+    q = np.exp(law["log_q"])
+    assert abs(q.sum() - 1.0) <= 1e-12
+    if log_n <= 30.0:
+        f = np.cumsum(d.levels.mass)
+        f[-1] = 1.0
+        n = math.exp(log_n)
+        direct = f**n - np.concatenate(([0.0], f[:-1])) ** n
+        np.testing.assert_allclose(q, direct, atol=1e-13)
+    k = bon_kl(d, log_n_samples=log_n)
+    assert k == pytest.approx(kl(q, d.levels.mass), abs=1e-12, rel=1e-12)
+    assert k <= bon_kl_bound(log_n_samples=log_n) + 1e-15
+    assert np.all(np.isfinite(law["ell"][:-1]))
