@@ -28,7 +28,13 @@ def hwm():
 def reset():
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-fn = divergence_per_token if mode == "chunked" else divergence_per_token_naive
+def k3_token(name, z, zr, mask):  # the straightforward per-token k3 of TRL's GRPO, from full logits
+    ids = torch.zeros(z.shape[:-1] + (1,), dtype=torch.long)
+    lp = torch.log_softmax(z, -1).gather(-1, ids)[..., 0]
+    lr = torch.log_softmax(zr, -1).gather(-1, ids)[..., 0]
+    d = lp - lr
+    return torch.expm1(-d) + d
+fn = {"chunked": divergence_per_token, "naive": divergence_per_token_naive, "k3_token": k3_token}[mode]
 def step(z, zr, mask):
     z.grad = None
     fn(name, z, zr, mask).sum().backward()
@@ -48,7 +54,7 @@ print(json.dumps({"extra": hwm() - base, "logits_bytes": z.numel() * z.element_s
 
 
 def peak_extra_bytes(mode: str, name: str, B: int, T: int, V: int, threads: int = 1) -> dict:
-    """Run ``mode`` ∈ {chunked, naive} forward+backward of divergence ``name`` on fresh (B, T, V) float32 logits
+    """Run ``mode`` ∈ {chunked, naive, k3_token} forward+backward of divergence ``name`` on fresh (B, T, V) float32 logits
     in a subprocess; return ``{"extra", "logits_bytes", "seconds"}`` (bytes above the inputs, wall seconds)."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(16 << 20), MALLOC_TRIM_THRESHOLD_=str(16 << 20))
     out = subprocess.run(
