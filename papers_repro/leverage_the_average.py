@@ -194,7 +194,7 @@ def _noise_runs(mdp, q_star, args: Args, sigma: float) -> dict:
     K = args.n_iter
     out = {}
     for name, (lam, tau) in _progress(_methods(args).items(), "methods"):
-        sups, lows, avgs = [], [], []
+        sups, lows, avgs, qns = [], [], [], []
         for seed in args.seeds:
             res = md_vi(
                 mdp, kl_coef=lam, entropy_coef=tau, n_iter=K, noise_std=sigma, seed=seed, record_iterates=True
@@ -203,12 +203,14 @@ def _noise_runs(mdp, q_star, args: Args, sigma: float) -> dict:
             sups.append(sup)
             lows.append(low)
             avgs.append(res.history["error_avg"])
+            qns.append(res.history["q_norm"])
         out[name] = {
             "lam": lam,
             "tau": tau,
             "err": np.array(sups),
             "low": np.array(lows),
             "avg": np.array(avgs),
+            "q_norm": np.array(qns),
         }
     return out
 
@@ -228,6 +230,11 @@ def _theorem1_claims(report: Report, mdp, runs: dict, args: Args) -> dict:
         worst_ratio = max(worst_ratio, float(np.max(r["err"] / tight)))
         worst_low = min(worst_low, float(r["low"].min()))
         bounds[name] = {"tight": tight.mean(axis=0), "loose": loose.mean(axis=0)}
+        vmax = kl_vmax(**kw)
+        report.notes.append(
+            f"{name}: the bounded-iterate assumption ‖q_k‖∞ ≤ v^λ_max = {vmax:.3g} (not enforced) is violated at "
+            f"{np.mean(r['q_norm'] > vmax):.1%} of (seed, k) pairs; max ‖q_k‖∞ = {r['q_norm'].max():.3g}"
+        )
     report.add(
         claim_true(
             "theorem1_bound_every_k", ok, {"max_lhs_over_rhs": worst_ratio}, "LHS <= RHS (tight v_max) at every k",

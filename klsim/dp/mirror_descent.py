@@ -88,7 +88,7 @@ def _drive(
     temp = lam + tau
     beta = lam / temp if temp > 0 else 0.0
     K = n_iter
-    hist = {name: np.empty(K) for name in ("kl_step", "bellman_residual", "error_avg")}
+    hist = {name: np.empty(K) for name in ("kl_step", "bellman_residual", "error_avg", "q_norm")}
     if tau > 0.0:
         hist["error_ema"] = np.empty(K)
     if track_error:
@@ -123,6 +123,7 @@ def _drive(
         hist["kl_step"][k] = float(np.max(kl_rows_from_logs(log_pi_new, log_pi, kl)))
         hist["bellman_residual"][k] = float(np.max(np.abs(q_next - q)))
         hist["error_avg"][k] = float(np.max(np.abs(E))) / (k + 1)
+        hist["q_norm"][k] = float(np.max(np.abs(q_next)))
         if tau > 0.0:
             hist["error_ema"][k] = float(np.max(np.abs(E_ema)))
         if track_error:
@@ -222,7 +223,8 @@ def md_vi(
         ``q`` = q_K, ``log_policy`` = log π_K, ``v`` = the regularized value of the last update.  History
         arrays have length K; entry k−1 belongs to iteration k (π_k and ε_1..ε_k): ``kl_step`` =
         max_s KL(π_k‖π_{k−1}), ``bellman_residual`` = ‖q_k − q_{k−1}‖∞, ``error_avg`` = ‖E_k/k‖∞ with
-        E_k = Σ_{j≤k} ε_j, ``error_ema`` = ‖E^β_k‖∞ (τ > 0; E^β_k = βE^β_{k−1} + (1−β)ε_k), and the tracked
+        E_k = Σ_{j≤k} ε_j, ``q_norm`` = ‖q_k‖∞ (Theorem 1 assumes ‖q_k‖∞ ≤ v^λ_max; not enforced, so
+        violations are visible here), ``error_ema`` = ‖E^β_k‖∞ (τ > 0; E^β_k = βE^β_{k−1} + (1−β)ε_k), and the tracked
         errors.  This pairs π_k with E_k as Theorem 1 is written.
 
     Notes
