@@ -608,3 +608,26 @@ def test_kernels_property_random_pmfs_with_ties(masses, log_n, reward_levels):
     assert k == pytest.approx(kl(q, d.levels.mass), abs=1e-12, rel=1e-12)
     assert k <= bon_kl_bound(log_n_samples=log_n) + 1e-15
     assert np.all(np.isfinite(law["ell"][:-1]))
+
+
+def test_secondary_tie_break_key_is_a_finer_reward():
+    """Spec §3.1: an identity-dependent tie-break (larger key wins) equals BoN of a tie-free refined reward."""
+    p = np.array([0.1, 0.2, 0.15, 0.25, 0.05, 0.25])
+    r = np.array([0.0, 1.0, 1.0, 2.0, 0.5, 2.0])
+    key = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    d = FiniteDist(p, r, tie_break=key)
+    refined = FiniteDist(p, r + 0.01 * key)  # same order, no ties
+    for n in (1, 2, 3):
+        bf = np.zeros(6)
+        for tup in itertools.product(range(6), repeat=n):  # winner: max reward, then max key
+            best = max(tup, key=lambda t: (r[t], key[t]))
+            bf[best] += float(np.prod(p[list(tup)]))
+        res = bon_distribution(d, n_samples=n)
+        np.testing.assert_allclose(res.probs, bf, atol=1e-14)
+        np.testing.assert_allclose(res.probs, bon_distribution(refined, n_samples=n).probs, atol=1e-14)
+        assert res.expected_reward == pytest.approx(float(bf @ r), abs=1e-14)
+    # the tilt depends on r only: same as without the key, including the λ = inf edge case (P(r = 2) = 0.5)
+    for delta in (0.3, math.log(2.0), 3.0):
+        np.testing.assert_allclose(kl_rl_tilt(d, delta).probs, kl_rl_tilt(TIED, delta).probs, atol=1e-13)
+    with pytest.raises(ValueError, match="tie_break"):
+        FiniteDist(p, r, tie_break=[0.0, 1.0])

@@ -52,11 +52,15 @@ class Levels:
         ln P_k, normalized so that logsumexp = 0; every entry finite.
     outcome_level : ndarray of int64, shape (M,) or None
         For a :class:`FiniteDist`, the level of each outcome (−1 for outcomes of probability 0).
+    tie_broken : bool
+        True when a secondary tie-break key split equal rewards into ordered levels (values then only
+        non-decreasing).
     """
 
     values: np.ndarray
     log_mass: np.ndarray
     outcome_level: np.ndarray | None = None
+    tie_broken: bool = False
 
     def __post_init__(self) -> None:
         v = as_float_array("values", self.values, ndim=1)
@@ -65,7 +69,7 @@ class Levels:
             raise ValueError(f"log_mass: expected a non-empty shape {v.shape} like values, got {lm.shape}")
         check_finite("values", v)
         check_finite("log_mass", lm)
-        if v.size > 1 and not np.all(np.diff(v) > 0):
+        if v.size > 1 and not (np.all(np.diff(v) >= 0) if self.tie_broken else np.all(np.diff(v) > 0)):
             raise ValueError(
                 f"values: must be strictly increasing (first violation at {int(np.argmin(np.diff(v) > 0)) + 1})"
             )
@@ -86,8 +90,13 @@ class Levels:
         return np.exp(self.log_mass)
 
 
-def merge_levels(values: np.ndarray, log_w: np.ndarray, tie_tol: float = 0.0) -> tuple[np.ndarray, ...]:
+def merge_levels(
+    values: np.ndarray, log_w: np.ndarray, tie_tol: float = 0.0, secondary: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
     """Sort ``values`` and merge entries whose gap to the previous one is ≤ ``tie_tol · max(1, |v|)``.
+
+    With ``secondary`` (a tie-break key), entries are sorted by (value, key) and only entries with equal
+    value *and* equal key are merged: the identity-dependent tie-break of spec §3.1 as a finer reward.
 
     Parameters
     ----------
@@ -108,12 +117,17 @@ def merge_levels(values: np.ndarray, log_w: np.ndarray, tie_tol: float = 0.0) ->
     """
     keep = log_w > -np.inf
     idx = np.flatnonzero(keep)
-    order = idx[np.argsort(values[idx], kind="stable")]
+    if secondary is None:
+        order = idx[np.argsort(values[idx], kind="stable")]
+    else:
+        order = idx[np.lexsort((secondary[idx], values[idx]))]
     v = values[order]
     if v.size == 0:
         raise ValueError("probs: no outcome has positive probability")
     gaps = np.diff(v)
     new = gaps > tie_tol * np.maximum(1.0, np.abs(v[1:]))
+    if secondary is not None:
+        new |= np.diff(secondary[order]) != 0
     starts = np.concatenate(([0], np.flatnonzero(new) + 1, [v.size])).astype(np.int64)
     out = np.empty(starts.size - 1)
     group_logsumexp(np.ascontiguousarray(log_w[order]), starts, out)
@@ -135,6 +149,9 @@ class FiniteDist:
         r(y), finite.  Equal rewards form one level (BoN breaks ties uniformly, spec §3.1).
     tie_tol : float, default 0
         Relative tolerance for merging nearly equal rewards into one level (0: exact equality only).
+    tie_break : array_like, shape (M,), optional
+        Secondary sort key (spec §3.1): among equal rewards, a larger key wins.  This is a finer, tie-free
+        reward; levels become the distinct (reward, key) pairs and win rates use the same order.
 
     Raises
     ------
@@ -145,10 +162,17 @@ class FiniteDist:
     probs: np.ndarray
     rewards: np.ndarray
     tie_tol: float = 0.0
+    tie_break: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         p = as_float_array("probs", self.probs, ndim=1)
         r = as_float_array("rewards", self.rewards, ndim=1)
+        if self.tie_break is not None:
+            tb = as_float_array("tie_break", self.tie_break, ndim=1)
+            if tb.shape != p.shape:
+                raise ValueError(f"tie_break: expected shape {p.shape} (like probs), got {tb.shape}")
+            check_finite("tie_break", tb)
+            object.__setattr__(self, "tie_break", tb)
         if p.size == 0:
             raise ValueError("probs: must hold at least one outcome")
         if r.shape != p.shape:
@@ -169,9 +193,9 @@ class FiniteDist:
         """The merged reward levels (computed once)."""
         with np.errstate(divide="ignore"):
             log_p = np.log(self.probs)
-        v, lw, ol = merge_levels(self.rewards, log_p, self.tie_tol)
+        v, lw, ol = merge_levels(self.rewards, log_p, self.tie_tol, self.tie_break)
         lw = lw - logsumexp(lw)
-        return Levels(v, lw, ol)
+        return Levels(v, lw, ol, tie_broken=self.tie_break is not None)
 
     def outcome_log_probs(self, level_log_probs: np.ndarray) -> np.ndarray:
         """Spread a level law Q over outcomes ∝ p within each level: ln p(y) + ln Q_k − ln P_k."""

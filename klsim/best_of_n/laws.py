@@ -145,11 +145,17 @@ def _tilt_parts(
     return log_mass + rel, rel, theta * vref + c
 
 
+def top_log_mass(values: np.ndarray, level_log_mass: np.ndarray) -> float:
+    """ln P(r = max r): the top-level log-mass (summed over levels a tie-break key split; spec §2 Δ_max)."""
+    return float(logsumexp(level_log_mass[values == values[-1]]))
+
+
 def tilt_level_log_probs(values: np.ndarray, level_log_mass: np.ndarray, kl_coef: float) -> np.ndarray:
     """ln Φ_k = ln P_k + λ v_k − K(λ) (spec §1); λ = +inf gives p conditioned on the top level (§2)."""
     if kl_coef == np.inf:
+        top = values == values[-1]  # several levels when a tie-break key split the top reward
         out = np.full(values.shape[0], -np.inf)
-        out[-1] = 0.0
+        out[top] = level_log_mass[top] - logsumexp(level_log_mass[top])
         return out
     return _tilt_parts(values, level_log_mass, float(kl_coef))[0]
 
@@ -166,7 +172,7 @@ def tilt_moments(values: np.ndarray, level_log_mass: np.ndarray, theta: float) -
 def tilt_kl(values: np.ndarray, level_log_mass: np.ndarray, theta: float) -> float:
     """D(φ_θ‖p) = Σ_k Φ_k[θ(v_k − v_ref) − (K − θ v_ref)], cancellation-free (spec §1); θ = inf: ln 1/P_K."""
     if theta == np.inf:
-        return float(-level_log_mass[-1])
+        return -top_log_mass(values, level_log_mass)
     return float(
         tilt_kl_level(
             np.ascontiguousarray(values, dtype=np.float64),
@@ -186,7 +192,7 @@ def solve_kl_coef(values: np.ndarray, level_log_mass: np.ndarray, kl_budget: flo
     delta = check_nonnegative_scalar("kl_budget", kl_budget)
     if delta == 0.0 or values.shape[0] == 1:
         return 0.0
-    if delta >= -float(level_log_mass[-1]):
+    if delta >= -top_log_mass(values, level_log_mass):
         return np.inf
 
     v = np.ascontiguousarray(values, dtype=np.float64)
@@ -522,7 +528,7 @@ def kl_rl_tilt(
     """
     lev, lam, lphi = _tilt_on_levels(dist, kl_budget, kl_coef)
     if lam == np.inf:
-        kl = float(-lev.log_mass[-1])
+        kl = -top_log_mass(lev.values, lev.log_mass)
         logz = np.inf
     else:
         kl = tilt_kl(lev.values, lev.log_mass, lam)

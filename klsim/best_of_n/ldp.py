@@ -104,8 +104,8 @@ def rate_function(
         if xi < v[0] or xi > v[-1]:
             out.flat[i] = np.inf
         elif xi == v[0] or xi == v[-1]:
-            j = 0 if xi == v[0] else -1
-            out.flat[i] = -(lm[j] + lam * v[j] - k_lam)
+            at = v == xi  # all levels at the endpoint (a tie-break key may have split it)
+            out.flat[i] = -(float(logsumexp(lm[at])) + lam * xi - k_lam)
         else:
             th = _theta_for_mean(v, lm, float(xi))
             out.flat[i] = max(0.0, (th - lam) * xi - log_partition(v, lm, th) + k_lam)
