@@ -66,6 +66,7 @@ __all__ = [
 ]
 # --- dp (klsim.dp) ----------------------------------------------------------------------------------
 from klsim.dp import (
+    GaussianErrors,
     behavior_cloning,
     da_vi,
     entropy_bias_bounds,
@@ -85,6 +86,7 @@ from klsim.dp import (
 )
 
 __all__ += [
+    "GaussianErrors",
     "behavior_cloning",
     "da_vi",
     "entropy_bias_bounds",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from klsim.dp import (
+    GaussianErrors,
     da_vi,
     entropy_bias_bounds,
     hard_log_policy,
@@ -146,7 +147,8 @@ def test_same_seed_same_result_and_error_sources_agree(g30):
     c = md_vi(g30, errors=_errors(11, 0.7, 40), **kw)
     d = md_vi(g30, errors=lambda k, rng: 0.7 * rng.standard_normal((30, 4)), seed=11, **kw)
     e = md_vi(g30, noise_std=0.7, seed=12, **kw)
-    for x in (b, c, d):
+    gauss = md_vi(g30, errors=GaussianErrors(0.7, 11), **kw)
+    for x in (b, c, d, gauss):
         assert np.array_equal(a.q, x.q) and np.array_equal(a.log_policy, x.log_policy)
         for key in a.history:
             assert np.array_equal(a.history[key], x.history[key])
@@ -213,6 +215,10 @@ def test_md_vi_argument_errors(g30):
         md_vi(g30, noise_std=-1.0, **kw)
     with pytest.raises(ValueError, match="kl_coef"):
         da_vi(g30, kl_coef=0.0, entropy_coef=0.0, n_iter=5)
+    with pytest.raises(ValueError, match="GaussianErrors carries"):
+        md_vi(g30, errors=GaussianErrors(1.0, 0), seed=0, **kw)
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianErrors(-1.0)
 
 
 # ----------------------------------------------------------------------------- bounds (claims 7, 8, 9, 11)

@@ -19,7 +19,7 @@ from klsim.dp.bounds import (
     theorem2_bound,
 )
 from klsim.dp.evaluation import policy_evaluation, regularized_greedy
-from klsim.dp.mirror_descent import da_vi, error_source, md_vi
+from klsim.dp.mirror_descent import GaussianErrors, da_vi, error_source, md_vi
 from klsim.dp.reference import behavior_cloning, kl_ref_backward_induction, kl_ref_tradeoff
 from klsim.dp.solvers import (
     hard_log_policy,
@@ -42,6 +42,7 @@ __all__ = [
     "md_vi",
     "da_vi",
     "error_source",
+    "GaussianErrors",
     "kl_vmax",
     "theorem1_bound",
     "theorem1_componentwise_bound",

@@ -102,7 +102,9 @@ def greedy_rows(q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v) -> No
     if temp == 0.0:
         hard_greedy_rows(q, log_pi, v)
     else:
-        soft_greedy_rows(np.ascontiguousarray(q), np.ascontiguousarray(log_mu), kl_coef / temp, temp, log_pi, v)
+        soft_greedy_rows(
+            np.ascontiguousarray(q), np.ascontiguousarray(log_mu), kl_coef / temp, temp, log_pi, v
+        )
 
 
 def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_pi, v, q_out) -> None:

@@ -7,6 +7,7 @@ computed identically; only the policy step differs (mirror-descent form vs dual-
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,9 +20,30 @@ from klsim.dp.solvers import optimal_q, soft_value_iteration
 from klsim.mdp import TabularMDP
 from klsim.results import SolveResult
 
-__all__ = ["md_vi", "da_vi", "error_source"]
+__all__ = ["md_vi", "da_vi", "error_source", "GaussianErrors"]
 
-ErrorsArg = np.ndarray | Callable[[int, np.random.Generator], np.ndarray] | None
+
+@dataclass(frozen=True)
+class GaussianErrors:
+    """Gaussian injected errors ε_k = σ z_k of convention C8 (spec §3): ``errors=GaussianErrors(σ, seed)`` is
+    the same as ``noise_std=σ, seed=seed``.
+
+    Attributes
+    ----------
+    sigma : float
+        σ ≥ 0.
+    seed : int or None
+        Seed of ``numpy.random.default_rng``; z_k ~ N(0, I_{S×A}) are drawn in order k = 1, 2, ….
+    """
+
+    sigma: float
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_nonnegative_scalar("sigma", self.sigma)
+
+
+ErrorsArg = np.ndarray | Callable[[int, np.random.Generator], np.ndarray] | GaussianErrors | None
 
 
 def error_source(
@@ -29,12 +51,17 @@ def error_source(
 ) -> Callable[[int], np.ndarray] | None:
     r"""The map k ↦ ε_k (k = 1..K) of convention C8, or None when there are no errors.
 
-    * ``errors=None, noise_std=σ > 0``: ε_k = σ z_k, with z_k ~ N(0, I) of shape (S, A) drawn in order
-      k = 1, 2, … from ``numpy.random.default_rng(seed)`` (identical across algorithms);
+    * ``errors=None, noise_std=σ > 0`` (or ``errors=GaussianErrors(σ, seed)``): ε_k = σ z_k, with z_k ~ N(0, I)
+      of shape (S, A) drawn in order k = 1, 2, … from ``numpy.random.default_rng(seed)`` (identical across
+      algorithms);
     * ``errors`` an array of shape (K, S, A): ε_k = errors[k − 1];
     * ``errors`` a callable ``(k, rng) -> (S, A)`` with ``rng = default_rng(seed)``, called in order k = 1..K.
     """
     sigma = check_nonnegative_scalar("noise_std", noise_std)
+    if isinstance(errors, GaussianErrors):
+        if sigma != 0.0 or seed is not None:
+            raise ValueError("errors: GaussianErrors carries sigma and seed; leave noise_std and seed unset")
+        sigma, seed, errors = float(errors.sigma), errors.seed, None
     if errors is None:
         if sigma == 0.0:
             return None
@@ -146,7 +173,15 @@ def _drive(
         "eval_steps": eval_steps,
         "noise_std": noise_std,
         "seed": seed,
-        "errors": None if errors is None else ("callable" if callable(errors) else "array"),
+        "errors": None
+        if errors is None
+        else (
+            repr(errors)
+            if isinstance(errors, GaussianErrors)
+            else "callable"
+            if callable(errors)
+            else "array"
+        ),
     }
     return SolveResult(
         q=q.copy(),
@@ -207,8 +242,8 @@ def md_vi(
     noise_std, seed : float, int
         Gaussian errors ε_k = σ z_k, z_k ~ N(0, I_{S×A}) drawn in order k = 1, 2, … from
         ``numpy.random.default_rng(seed)`` (convention C8), identical across algorithms.
-    errors : ndarray (K, S, A) or callable ``(k, rng) -> (S, A)``, optional
-        Explicit errors instead of ``noise_std`` (the callable gets ``rng = default_rng(seed)``).
+    errors : GaussianErrors, ndarray (K, S, A) or callable ``(k, rng) -> (S, A)``, optional
+        Errors instead of ``noise_std`` (the callable gets ``rng = default_rng(seed)``).
     q0 : ndarray, shape (S, A), optional
         q_0 (default 0, C1).
     track_error : bool
