@@ -381,7 +381,11 @@ def _check_q_values(q_values) -> np.ndarray:
     Q = _as_float_array("q_values", q_values)
     if Q.ndim < 1 or Q.shape[-1] < 1:
         raise ValueError(f"q_values: expected shape (..., A) with A >= 1, got {Q.shape}")
-    if not np.isfinite(Q).all():  # one pass; the detailed check below names the first bad index
+    # NaN/±inf always make the sum non-finite (one pass, no temporary); an overflowing sum of finite
+    # values only triggers the detailed check, which then passes.  The detailed check names the index.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(Q)
+    if not np.isfinite(total):
         _check_finite("q_values", Q)
     return Q
 

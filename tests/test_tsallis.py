@@ -268,6 +268,21 @@ def test_edge_cases(q):
     assert np.isneginf(lp[1]) and abs(np.exp(lp).sum() - 1) < 1e-12
 
 
+@pytest.mark.parametrize("q", [1.5, 2.0, 3.0])
+def test_shift_invariance_and_huge_q_values(q, rng):
+    """π is invariant to Q + c (ν moves by c); rows near the float64 limit do not overflow."""
+    Q = rng.normal(size=(20, 6))
+    base = tsallis_policy(Q, q, 0.7)
+    for shift in (1e6, -1e9):
+        # Q + shift is rounded to about eps·|shift|; π and ν − shift move by that much, no more
+        tol = 1e-14 * abs(shift)
+        np.testing.assert_allclose(np.exp(tsallis_policy(Q + shift, q, 0.7)), np.exp(base), atol=tol)
+        nu = tsallis_normalizer(Q + shift, q, 0.7) - shift
+        np.testing.assert_allclose(nu, tsallis_normalizer(Q, q, 0.7), atol=tol)
+    np.testing.assert_allclose(np.exp(tsallis_policy(Q + 1e300, q, 0.7)), 1 / 6)  # all rounded to 1e300: ties
+    np.testing.assert_allclose(np.exp(tsallis_policy(np.array([1e308, 1e308, 0.0]), q, 1.0)), [0.5, 0.5, 0.0])
+
+
 def test_batch_shapes_and_kernel_matches_py_func(rng):
     Q = rng.normal(size=(3, 4, 5))
     lp = tsallis_policy(Q, 3.0, 0.5)

@@ -64,19 +64,20 @@ def _log_w(lm, lam, tau, log_lam, log_tau, q):
 
 
 @njit(inline="always")
-def _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
-    """Sorted candidates that can be in the support; returns (m, n, ν_lo).
+def _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, qc, out):
+    """Centered, sorted candidates that can be in the support; returns (m, n, ν_lo, c).
 
-    Pass 1 finds the best candidate a* (largest Q, lowest index on ties) and the bracket end
-    ν_lo = Q(a*) − q w(a*)/(q−1), where π(a*) = 1 alone, widened by a relative 1e-12 (spec §6 step 2).  Since
-    ν ≥ ν_lo, only candidates with Q > ν_lo can carry mass: pass 2 insertion-sorts just those (Q descending,
-    ties keep the lower index first) into ``idx[:m]`` and fills ``lw`` = ln w for them.  ``n`` counts all
-    candidates (supp μ when λ > 0, every action otherwise); ``out`` is set to −inf.
+    Pass 1 finds the best candidate a* (largest Q; supp μ when λ > 0, every action otherwise) and centers the
+    row, qc = Q − c with c = Q(a*), so that huge Q cannot overflow the sums.  The bracket end
+    ν_lo = −q w(a*)/(q−1) (centered), where π(a*) = 1 alone, is widened by a relative 1e-12 (spec §6 step 2).
+    Since ν ≥ ν_lo, only candidates with qc > ν_lo can carry mass: pass 2 compacts them (branch-free, index
+    order) and insertion-sorts them into ``idx[:m]`` (qc descending, ties keep the lower index first),
+    filling ``lw`` = ln w.  ``n`` counts all candidates; ``out`` is set to −inf.
     """
     A = Qrow.shape[0]
-    best = -1
     n = 0
     if lam > 0.0:
+        best = -1
         for a in range(A):
             out[a] = -np.inf
             if lmrow[a] == -np.inf:
@@ -85,45 +86,41 @@ def _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
             if best < 0 or Qrow[a] > Qrow[best]:
                 best = a
         if n == 0:
-            return 0, 0, np.nan
-        nu_lo = Qrow[best] - np.exp(
-            _log_w(lmrow[best], lam, tau, log_lam, log_tau, q) + np.log(q / (q - 1.0))
-        )
+            return 0, 0, np.nan, 0.0
+        c = Qrow[best]
+        nu_lo = -np.exp(_log_w(lmrow[best], lam, tau, log_lam, log_tau, q) + np.log(q / (q - 1.0)))
     else:
-        best = 0
+        c = Qrow[0]
         for a in range(A):
             out[a] = -np.inf
-            if Qrow[a] > Qrow[best]:
-                best = a
+            c = max(c, Qrow[a])
         n = A
-        nu_lo = Qrow[best] - q * tau / (q - 1.0)
+        nu_lo = -q * tau / (q - 1.0)
     nu_lo -= 1e-12 * max(1.0, abs(nu_lo))
-    # branch-free compaction of the candidates with Q > ν_lo (index order), then insertion sort
     m = 0
-    if lam > 0.0:
-        for a in range(A):
-            idx[m] = a
-            m += (Qrow[a] > nu_lo) and lmrow[a] > -np.inf
-    else:
-        for a in range(A):
-            idx[m] = a
-            m += Qrow[a] > nu_lo
+    for a in range(A):
+        qc[a] = Qrow[a] - c
+        idx[m] = a
+        if lam > 0.0:
+            m += (qc[a] > nu_lo) and lmrow[a] > -np.inf
+        else:
+            m += qc[a] > nu_lo
     for k in range(m):
         a = idx[k]
-        qa = Qrow[a]
+        qa = qc[a]
         lw[a] = _log_w(lmrow[a], lam, tau, log_lam, log_tau, q)
         j = k
-        while j > 0 and Qrow[idx[j - 1]] < qa:
+        while j > 0 and qc[idx[j - 1]] < qa:
             idx[j] = idx[j - 1]
             j -= 1
         idx[j] = a
-    return m, n, nu_lo
+    return m, n, nu_lo, c
 
 
 @njit(inline="always")
-def _row_q2(Qrow, lmrow, lam, tau, log_lam, log_tau, idx, lw, out):
+def _row_q2(Qrow, lmrow, lam, tau, log_lam, log_tau, idx, lw, qc, out):
     """q = 2: f is linear on a fixed top-K support, f(ν) = (S1 − ν S0)/2 − 1 with S1 = Σ Q/w, S0 = Σ 1/w."""
-    m, n, nu_lo = _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, 2.0, idx, lw, out)
+    m, n, nu_lo, c = _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, 2.0, idx, lw, qc, out)
     if n == 0:
         return np.nan
     inv_tau = 1.0 / tau if tau > 0.0 else 0.0
@@ -134,58 +131,60 @@ def _row_q2(Qrow, lmrow, lam, tau, log_lam, log_tau, idx, lw, out):
     while K < m:
         a = idx[K]
         iw = np.exp(-lw[a]) if lam > 0.0 else inv_tau
-        s1 += Qrow[a] * iw
+        s1 += qc[a] * iw
         s0 += iw
         K += 1
-        nxt = Qrow[idx[K]] if K < m else -np.inf  # candidates beyond idx[:m] have Q <= ν_lo
+        nxt = qc[idx[K]] if K < m else -np.inf  # candidates beyond idx[:m] have qc <= ν_lo
         if nxt == -np.inf or 0.5 * (s1 - nxt * s0) - 1.0 >= 0.0:
             break
     nu = (s1 - 2.0) / s0
-    hi = Qrow[idx[K - 1]]
+    hi = qc[idx[K - 1]]
     lo = max(nu_lo, nxt)
     if nu > hi:
         nu = hi
     if nu < lo:
         nu = lo
+    # π_a ∝ (Q_a − ν)/w_a on the support; normalized by its sum (one log per support action)
     tot = 0.0
     for j in range(K):
         a = idx[j]
-        d = Qrow[a] - nu
-        if d > 0.0:
-            val = 0.5 * d * (np.exp(-lw[a]) if lam > 0.0 else inv_tau)
-            out[a] = np.log(val)
-            tot += val
-    lt = np.log(tot)
+        d = qc[a] - nu
+        val = max(d, 0.0) * (np.exp(-lw[a]) if lam > 0.0 else 1.0)
+        lw[a] = val  # ln w is no longer needed: reuse the buffer for the unnormalized masses
+        tot += val
+    inv_tot = 1.0 / tot
     for j in range(K):
-        out[idx[j]] -= lt
-    return nu
+        a = idx[j]
+        if lw[a] > 0.0:
+            out[a] = np.log(lw[a] * inv_tot)
+    return c + nu
 
 
-@njit
-def _row_general(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
+@njit(inline="always")
+def _row_general(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, qc, out):
     """q > 1, q ≠ 2: binary search for K on the sorted candidates, safeguarded Newton on F(ν) = 0 (log space)."""
     p = 1.0 / (q - 1.0)
     c0 = np.log((q - 1.0) / q)
-    n_sorted, n, nu_lo = _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out)
+    m, n, nu_lo, c = _candidates(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, qc, out)
     if n == 0:
         return np.nan
     # binary search for the smallest K in [1, m] with f(Q_(K+1)) >= 0 (Q_(m+1) <= ν_lo: always true)
     kl = 1
-    kh = n_sorted
+    kh = m
     while kl < kh:
         km = (kl + kh) // 2
-        F, _ = _log_mass(Qrow, lw, idx, km, Qrow[idx[km]], p, c0)
+        F, _ = _log_mass(qc, lw, idx, km, qc[idx[km]], p, c0)
         if F >= 0.0:
             kh = km
         else:
             kl = km + 1
     K = kl
-    hi = Qrow[idx[K - 1]]
-    lo = nu_lo if K == n_sorted else max(nu_lo, Qrow[idx[K]])
+    hi = qc[idx[K - 1]]
+    lo = nu_lo if K == m else max(nu_lo, qc[idx[K]])
     # safeguarded Newton on F(ν) = 0 in [lo, hi]; F(lo) >= 0 > F(hi)
     nu = lo
     for _ in range(200):
-        F, dF = _log_mass(Qrow, lw, idx, K, nu, p, c0)
+        F, dF = _log_mass(qc, lw, idx, K, nu, p, c0)
         if F == 0.0:
             break
         if F > 0.0:
@@ -203,24 +202,24 @@ def _row_general(Qrow, lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out):
         if step <= 4.0 * _EPS * max(1.0, abs(nu)) or hi - lo <= 4.0 * _EPS * max(1.0, abs(nu)):
             break
     # log π on the support, renormalized in log space
-    m = -np.inf
+    mx = -np.inf
     for j in range(K):
         a = idx[j]
-        d = Qrow[a] - nu
+        d = qc[a] - nu
         if d > 0.0:
             g = p * (c0 + np.log(d) - lw[a])
             out[a] = g
-            if g > m:
-                m = g
-    s = 0.0
+            if g > mx:
+                mx = g
+    ssum = 0.0
     for j in range(K):
         a = idx[j]
         if out[a] > -np.inf:
-            s += np.exp(out[a] - m)
-    L = m + np.log(s)
+            ssum += np.exp(out[a] - mx)
+    L = mx + np.log(ssum)
     for j in range(K):
         out[idx[j]] -= L
-    return nu
+    return c + nu
 
 
 @njit
@@ -246,12 +245,13 @@ def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
     log_tau = np.log(tau) if tau > 0.0 else -np.inf
     idx = np.empty(A, dtype=np.int64)
     lw = np.empty(A)
+    qc = np.empty(A)
     for i in range(N):
         lmrow = log_mu[i] if log_mu.shape[0] > 1 else log_mu[0]
         if q == 2.0:
-            out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, out_logp[i])
+            out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, qc, out_logp[i])
         else:
-            out_nu[i] = _row_general(Q[i], lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out_logp[i])
+            out_nu[i] = _row_general(Q[i], lmrow, lam, tau, log_lam, log_tau, q, idx, lw, qc, out_logp[i])
     return out_nu
 
 
@@ -265,10 +265,11 @@ def tsallis_threshold_rows_par(Q, log_mu, lam, tau, q, out_logp, out_nu):
     for c in prange(n_chunks):  # rows are independent; scratch buffers per chunk
         idx = np.empty(A, dtype=np.int64)
         lw = np.empty(A)
+        qc = np.empty(A)
         for i in range(c * N // n_chunks, (c + 1) * N // n_chunks):
             lmrow = log_mu[i] if log_mu.shape[0] > 1 else log_mu[0]
             if q == 2.0:
-                out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, out_logp[i])
+                out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, qc, out_logp[i])
             else:
-                out_nu[i] = _row_general(Q[i], lmrow, lam, tau, log_lam, log_tau, q, idx, lw, out_logp[i])
+                out_nu[i] = _row_general(Q[i], lmrow, lam, tau, log_lam, log_tau, q, idx, lw, qc, out_logp[i])
     return out_nu
