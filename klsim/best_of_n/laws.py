@@ -607,7 +607,7 @@ def _check_policy(dist, log_probs) -> tuple[Levels, np.ndarray]:
     return lev, lq
 
 
-def _kl_outcomes(dist, log_probs: np.ndarray, log_ref: np.ndarray) -> float:
+def _kl_outcomes(log_probs: np.ndarray, log_ref: np.ndarray) -> float:
     return max(0.0, kl_from_logs_1d(np.ascontiguousarray(log_probs), np.ascontiguousarray(log_ref)))
 
 
@@ -637,8 +637,8 @@ def tilt_kl_identity(
     else:
         ref = as_levels(dist).log_mass
         r = as_levels(dist).values
-    lhs = _kl_outcomes(dist, lp, tilt.log_probs)
-    d_pi = _kl_outcomes(dist, lp, ref)
+    lhs = _kl_outcomes(lp, tilt.log_probs)
+    d_pi = _kl_outcomes(lp, ref)
     e_pi = float(np.dot(np.exp(lp), r))
     lam = tilt.kl_coef
     if lam == np.inf:
@@ -679,10 +679,10 @@ def korbak_elbo(dist: FiniteDist, log_probs: np.ndarray, beta: float) -> dict[st
     log_z = float(logsumexp(z))
     lstar = z - log_z
     q = np.exp(lq)
-    j = float(np.dot(q, dist.rewards)) - b * _kl_outcomes(dist, lq, l0)
+    j = float(np.dot(q, dist.rewards)) - b * _kl_outcomes(lq, l0)
     return {
         "objective": j,
         "log_partition": log_z,
-        "kl_to_posterior": _kl_outcomes(dist, lq, lstar),
+        "kl_to_posterior": _kl_outcomes(lq, lstar),
         "elbo": j / b,
     }
