@@ -1,7 +1,8 @@
 """Numba kernels of the dynamic-programming family (dense (S, A, S) and CSR over state-action rows).
 
-Every layout-dependent kernel exists in a ``_dense`` and a ``_csr`` form with the same arithmetic, so
-the two layouts agree to rounding.  Arrays are float64 / int64 only, one signature per kernel (spec
+Every layout-dependent kernel exists in a ``_dense`` and a ``_csr`` form computing the same formula; the
+two layouts agree to rounding (the dense dot product sums in eight interleaved lanes, CSR rows in storage
+order).  Arrays are float64 / int64 only, one signature per kernel (spec
 ``kl-regularized-dp.md`` §12, pitfall 12).  Row kernels (``*_rows``) do not depend on the layout.
 
 The regularized sweep (spec §2) is fused: per state ``z = β log μ + q/(λ+τ)``, ``L = lse(z)``,
