@@ -120,6 +120,7 @@ def test_large_problem_paths_agree_with_small_problem_paths(g30, monkeypatch):
     small = [md_vi(m, **kw) for m in (g30, g30.to_dense())]
     vi_small = value_iteration(g30.to_dense(), tol=1e-10)
     monkeypatch.setattr(core, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(core, "PARALLEL_MIN_THREADS", 0)
     large = [md_vi(m, **kw) for m in (g30, g30.to_dense())]
     assert np.array_equal(small[0].q, large[0].q)  # prange kernel: same bits
     np.testing.assert_allclose(large[1].q, small[1].q, rtol=1e-12, atol=1e-12)

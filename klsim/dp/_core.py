@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -22,6 +23,11 @@ PARALLEL_MIN_WORK = 4_000_000
 """Sweeps touching at least this many transition entries run in parallel: the CSR layout with the ``prange``
 kernel (same bits as serial), the dense layout with the BLAS matrix-vector product of numpy (memory-bound;
 equal to the numba dot product up to rounding)."""
+
+PARALLEL_MIN_THREADS = 4
+"""The ``prange`` CSR sweep is used only with at least this many numba threads: on 2 shared cores its
+thread start-up and starvation under load cost more than the second core gains (measured 62 ms serial vs
+92 ms parallel for S = 100,000 on the loaded 2-core development machine)."""
 
 LOG_NORM_TOL = 1e-10
 """Tolerance on Σ_a exp(log π(a|s)) − 1 for log-policies given by the user."""
@@ -117,7 +123,8 @@ def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_p
     beta = kl_coef / temp
     if mdp.is_sparse:
         indptr, indices, data = mdp.csr
-        kernel = soft_sweep_csr_par if data.size >= PARALLEL_MIN_WORK else soft_sweep_csr
+        parallel = data.size >= PARALLEL_MIN_WORK and numba.get_num_threads() >= PARALLEL_MIN_THREADS
+        kernel = soft_sweep_csr_par if parallel else soft_sweep_csr
         kernel(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
     elif mdp.P.size >= PARALLEL_MIN_WORK:
         soft_greedy_rows(q, log_mu, beta, temp, log_pi, v)
