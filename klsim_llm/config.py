@@ -319,7 +319,10 @@ class OptimConfig:
 class TaskConfig:
     """Prompts, rewards or preferences: a built-in synthetic task or user callables."""
 
-    name: str = _f("bandit", "built-in synthetic task (klsim_llm.rollout.TASKS) or 'custom'")
+    name: str = _f(
+        "bandit",
+        "task in klsim_llm.rollout.TASKS: prompts (a prompt file + reward callable), or a synthetic one",
+    )
     kwargs: dict = _f({}, "keyword arguments of the task constructor")
     reward: str | None = _f(
         None, "'module:function' reward callable (prompts, responses) -> rewards; overrides"
@@ -330,6 +333,13 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if self.reward is not None and self.reward_model is not None:
             raise ValueError("task: give at most one of task.reward and task.reward_model")
+        if (
+            self.name == "prompts"
+            and self.reward is None
+            and self.reward_model is None
+            and self.preference is None
+        ):
+            raise ValueError("task.name='prompts' needs task.reward, task.reward_model or task.preference")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ and optionally a preference ``P(y > y' | x)`` (Nash-MP) or a preference data set
 from __future__ import annotations
 
 import importlib
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "SequenceTask",
     "CountTask",
     "PreferenceGameTask",
+    "PromptFileTask",
     "BTPairsTask",
     "TASKS",
     "make_task",
@@ -387,7 +389,36 @@ class BTPairsTask(Task):
         return r.to(response_ids.device)[response_ids[:, 0]]
 
 
+class PromptFileTask(Task):
+    """Real prompts: one per line of a text file (or the ``"prompt"`` field of a JSONL file), tokenized with
+    the model's tokenizer.  The reward must come from ``task.reward`` (a ``fn(prompts, completions)``
+    callable) or ``task.reward_model``; a preference from ``task.preference``."""
+
+    def __init__(self, path: str, tokenizer=None, max_prompt_tokens: int = 512, limit: int | None = None):
+        import json
+        from pathlib import Path
+
+        if tokenizer is None:
+            raise ValueError(
+                "task 'prompts' needs the model's tokenizer (model.name_or_path or model.tokenizer)"
+            )
+        f = Path(path)
+        if not f.is_file():
+            raise ValueError(f"task.kwargs.path={path!r} does not exist")
+        lines = [x for x in f.read_text().splitlines() if x.strip()]
+        texts = [json.loads(x)["prompt"] for x in lines] if f.suffix == ".jsonl" else lines
+        if limit is not None:
+            texts = texts[:limit]
+        if not texts:
+            raise ValueError(f"task.kwargs.path={path!r} holds no prompts")
+        self.tokenizer = tokenizer
+        self.eos_token_id = tokenizer.eos_token_id
+        enc = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_prompt_tokens)
+        self.prompts = [list(ids) for ids in enc["input_ids"]]
+
+
 TASKS: dict[str, type] = {
+    "prompts": PromptFileTask,
     "bandit": BanditTask,
     "sequence": SequenceTask,
     "count": CountTask,
@@ -397,11 +428,14 @@ TASKS: dict[str, type] = {
 """Built-in synthetic tasks (``task.name`` in the config)."""
 
 
-def make_task(name: str, kwargs: dict | None = None) -> Task:
-    """Instantiate a built-in task (``ValueError`` for unknown names)."""
+def make_task(name: str, kwargs: dict | None = None, tokenizer=None) -> Task:
+    """Instantiate a task (``ValueError`` for unknown names); ``tokenizer`` goes to tasks that take one."""
     if name not in TASKS:
         raise ValueError(f"task.name={name!r} is not one of {sorted(TASKS)}")
-    return TASKS[name](**(kwargs or {}))
+    kw = dict(kwargs or {})
+    if "tokenizer" in inspect.signature(TASKS[name]).parameters:
+        kw["tokenizer"] = tokenizer
+    return TASKS[name](**kw)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -211,22 +211,25 @@ class Trainer:
         self.rank, self.world, self.device = init_distributed(cfg.dist.backend)
         self.autocast = self.device.type == "cuda" and cfg.model.autocast_bf16
         self.entry = registry.get(objective_name(cfg))
-        self.task = task if task is not None else make_task(cfg.task.name, cfg.task.kwargs)
         for what, folder in (
             ("model.name_or_path", cfg.model.name_or_path),
             ("model.tokenizer", cfg.model.tokenizer),
         ):
             if folder is not None and model is None and not Path(folder).is_dir():
                 raise ValueError(f"{what}={folder!r} is not a local folder (no hub downloads)")
-        if tokenizer is None:
-            if cfg.model.tokenizer or cfg.model.name_or_path:
-                from transformers import AutoTokenizer
+        if tokenizer is None and (cfg.model.tokenizer or cfg.model.name_or_path):
+            from transformers import AutoTokenizer
 
-                tokenizer = AutoTokenizer.from_pretrained(
-                    cfg.model.tokenizer or cfg.model.name_or_path, local_files_only=True
-                )
-            else:
-                tokenizer = self.task.tokenizer
+            tokenizer = AutoTokenizer.from_pretrained(
+                cfg.model.tokenizer or cfg.model.name_or_path, local_files_only=True
+            )
+        self.task = (
+            task if task is not None else make_task(cfg.task.name, cfg.task.kwargs, tokenizer=tokenizer)
+        )
+        if tokenizer is None:
+            tokenizer = self.task.tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn or self._reward_source()
         self.preference_fn = preference_fn or (
@@ -240,6 +243,8 @@ class Trainer:
             and cfg.task.name not in ("bandit", "sequence", "preference_game", "bt_pairs")
         ):
             self.eos_id = tokenizer.eos_token_id
+        if not cfg.rollout.stop_at_eos:
+            self.eos_id = None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.beta = float(cfg.kl.beta)
         self.step = 0

@@ -287,3 +287,45 @@ def test_train_from_pretrained_local_folder(tmp_path):
     assert any(not torch.equal(v, saved[k]) for k, v in tr.policy.state_dict().items())
     with pytest.raises(ValueError, match="local folder"):
         Trainer(config_from_dict({**d, "model": {"name_or_path": str(tmp_path / "nope")}}))
+
+
+def test_prompt_file_task_with_text_reward_callable(tmp_path, monkeypatch):
+    """A real-run layout: local model folder + its tokenizer, prompts from a file, reward = a
+    ``fn(prompts, completions)`` callable named in the config (TRL style)."""
+    from klsim_llm.rollout import CountTask
+    from klsim_llm.trainer import build_model
+
+    task = CountTask(n_words=4, n_prompts=2, seed=1)
+    folder = tmp_path / "saved"
+    build_model(
+        config_from_dict(_cfg(tmp_path)).model, vocab_size=len(task.tokenizer), tokenizer=task.tokenizer
+    ).save_pretrained(folder)
+    task.tokenizer.save_pretrained(folder)
+    (tmp_path / "prompts.txt").write_text("w1 w2\nw3\nw0 w1 w2\nw2 w2\n")
+    (tmp_path / "myreward.py").write_text(
+        "SEEN = []\n"
+        "def score(prompts, completions):\n"
+        "    SEEN.append((list(prompts), list(completions)))\n"
+        "    return [c.split().count('w0') / 3 for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    d = _cfg(
+        tmp_path,
+        task={
+            "name": "prompts",
+            "kwargs": {"path": str(tmp_path / "prompts.txt")},
+            "reward": "myreward:score",
+        },
+        steps=2,
+    )
+    d["model"] = {"name_or_path": str(folder), "dtype": "float64"}
+    tr = Trainer(config_from_dict(d))
+    rows = tr.train()
+    import myreward
+
+    prompts, comps = myreward.SEEN[0]
+    assert set(prompts) <= {"w1 w2", "w3", "w0 w1 w2", "w2 w2"} and len(comps) == 4
+    want = sum(c.split().count("w0") / 3 for c in comps) / 4
+    assert abs(rows[0]["reward"] - want) < 1e-12
+    with pytest.raises(ValueError, match="needs task.reward"):
+        config_from_dict(_cfg(tmp_path, task={"name": "prompts", "kwargs": {"path": "x"}}))
