@@ -158,6 +158,12 @@ def full_vocab_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Te
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _merged(model: nn.Module) -> nn.Module:
+    """A PEFT model with its adapter merged into the base weights (a copy); other models unchanged (copy)."""
+    m = copy.deepcopy(model)
+    return m.merge_and_unload() if hasattr(m, "merge_and_unload") else m
+
+
 def _frozen(model: nn.Module) -> nn.Module:
     ref = copy.deepcopy(model)
     ref.eval()
@@ -228,13 +234,24 @@ class NoReference(ReferenceStrategy):
 
 
 class FrozenCopy(ReferenceStrategy):
-    """A no-grad copy of the initial policy, forward only."""
+    """A no-grad copy of the initial policy, forward only.
+
+    Under PEFT with ``ema_space='merged_delta'`` the copy is the merged model (base + BA) and weight-space
+    updates of moving subclasses average merged weights; with ``'factors'`` they average the LoRA
+    factors (A, B) themselves (spec §6: these differ)."""
 
     name = "frozen_copy"
 
     def __init__(self, cfg, policy, **kw) -> None:
         super().__init__(cfg, policy, **kw)
-        self.model = _frozen(policy)
+        self.merged = getattr(cfg, "ema_space", None) == "merged_delta" and hasattr(
+            policy, "merge_and_unload"
+        )
+        self.model = _frozen(_merged(policy) if self.merged else policy)
+
+    def policy_state(self, policy: nn.Module) -> StateDict:
+        """The policy's weights in the reference's space (merged under ``merged_delta``)."""
+        return _merged(policy).state_dict() if self.merged else policy.state_dict()
 
 
 class PerRollout(FrozenCopy):
@@ -282,11 +299,14 @@ class Precomputed(ReferenceStrategy):
         self.table: dict[int, torch.Tensor] = {}
 
     @torch.no_grad()
-    def precompute(self, batches: Iterable[tuple[list[int], torch.Tensor, torch.Tensor, int]]) -> None:
-        for keys, ids, mask, start in batches:
+    def precompute(self, batches: Iterable[tuple]) -> None:
+        """``batches``: ``(keys, input_ids, attention_mask, start, response_mask)``; stores each row's
+        response log-probs (unpadded)."""
+        for keys, ids, mask, start, rmask in batches:
             out = super().logprobs(ids, mask, start)
             for i, k in enumerate(keys):
-                self.table[int(k)] = out.logp[i].detach().clone()
+                n = int(rmask[i].sum())
+                self.table[int(k)] = out.logp[i, :n].detach().clone()
         self.model = None  # drop the reference model
 
     def logprobs(self, input_ids, attention_mask, start, *, temperature=1.0, return_logits=False, keys=None):
@@ -301,7 +321,12 @@ class Precomputed(ReferenceStrategy):
         missing = [k for k in keys if int(k) not in self.table]
         if missing:
             raise ValueError(f"precomputed reference: no stored log-probs for key {missing[0]}")
-        logp = torch.stack([self.table[int(k)] for k in keys]).to(input_ids.device)
+        T = input_ids.shape[1] - start
+        logp = torch.zeros((len(keys), T), dtype=next(iter(self.table.values())).dtype)
+        for i, k in enumerate(keys):
+            v = self.table[int(k)]
+            logp[i, : len(v)] = v
+        logp = logp.to(input_ids.device)
         return TokenLogProbs(logp, torch.zeros_like(logp), None)
 
     def state_dict(self) -> dict:
@@ -320,7 +345,7 @@ class TRSync(FrozenCopy):
     def after_step(self, policy, step, kl=None):
         if self.cfg.update_every and step % self.cfg.update_every == 0:
             sd = _sd(self.model)
-            interpolate(sd, policy.state_dict(), self.cfg.tr_alpha)
+            interpolate(sd, self.policy_state(policy), self.cfg.tr_alpha)
             _load(self.model, sd)
             self.moved = True
             return {"ref_updated": 1}
@@ -344,10 +369,14 @@ class EMAAnchor(FrozenCopy):
 
     def after_step(self, policy, step, kl=None):
         sd = _sd(self.model)
-        ema_update(sd, policy.state_dict(), self.cfg.ema_rate)
+        ema_update(sd, self.policy_state(policy), self.cfg.ema_rate)
         _load(self.model, sd)
         self.moved = True
         out = {}
+        if self.merged and self.cfg.liti_eta > 0:
+            raise ValueError(
+                "LITI under PEFT merged_delta is not supported (it would rewrite the base weights)"
+            )
         if self.cfg.update_every and self.cfg.liti_eta > 0 and step % self.cfg.update_every == 0:
             theta = _sd(policy)
             merged = theta
@@ -425,7 +454,7 @@ class HardReset(FrozenCopy):
         due = bool(self.cfg.update_every) and step % self.cfg.update_every == 0
         trig = self.cfg.hard_reset_kl is not None and kl is not None and kl > self.cfg.hard_reset_kl
         if due or trig:
-            _load(self.model, policy.state_dict())
+            _load(self.model, self.policy_state(policy))
             self.moved = True
             return {"hard_reset": 1, "reset_optimizer": True}
         return {}

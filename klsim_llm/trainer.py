@@ -384,8 +384,8 @@ class Trainer:
                 "reference.mode='precomputed' needs a fixed data set (a task with preference pairs)"
             )
         for i, (p, c, r) in enumerate(self.task.pairs):
-            ids, mask, start, _ = self._pack([p, p], [c, r])
-            yield [2 * i, 2 * i + 1], ids, mask, start
+            ids, mask, start, rmask = self._pack([p, p], [c, r])
+            yield [2 * i, 2 * i + 1], ids, mask, start, rmask
 
     # ----- log-probs ----------------------------------------------------------------------------------
 
@@ -596,11 +596,10 @@ class Trainer:
     def _pref_micro(self, slots: list[int], step: int) -> tuple[dict, int]:
         cfg = self.cfg
         n = len(self.task.pairs)
-        keys = [(step * cfg.algo.batch_size + s) % n for s in slots]
         perm_keys = []
-        for g in keys:  # shuffled epochs over the data set
-            epoch = (step * cfg.algo.batch_size) // n
-            perm_keys.append(int(np.random.default_rng([cfg.seed, 11, epoch]).permutation(n)[g]))
+        for s in slots:  # shuffled epochs over the data set, keyed by (seed, epoch)
+            epoch, pos = divmod(step * cfg.algo.batch_size + s, n)
+            perm_keys.append(int(np.random.default_rng([cfg.seed, 11, epoch]).permutation(n)[pos]))
         pairs = [self.task.pairs[k] for k in perm_keys]
         prompts = [p for p, _, _ in pairs] * 2
         resp = [c for _, c, _ in pairs] + [r for _, _, r in pairs]

@@ -169,3 +169,87 @@ def test_references_registry_names_and_errors():
     pre = R.Precomputed(ReferenceConfig(mode="precomputed"), _lin(0))
     with pytest.raises(ValueError, match="no stored log-probs"):
         pre.logprobs(torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2), 1, keys=[3])
+
+
+def _peft_llama():
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(
+        vocab_size=6,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=8,
+    )
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_config(cfg, dtype=torch.float64).eval()
+    return get_peft_model(base, LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj"]))
+
+
+def _bump_lora(pol, scale):
+    with torch.no_grad():
+        for n, p in pol.named_parameters():
+            if "lora_" in n:
+                p.copy_(scale * torch.ones_like(p))
+
+
+def test_ema_under_peft_factors_vs_merged_delta():
+    """spec §6: an EMA of the LoRA factors (A, B) is not an EMA of BA; both spaces follow their formula."""
+    pol = _peft_llama()
+    w0 = pol.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight.detach().clone()
+    _bump_lora(pol, 0.0)  # B = A = 0: the initial delta is 0
+    merged = R.EMAAnchor(ReferenceConfig(mode="ema", ema_rate=0.5, ema_space="merged_delta"), pol)
+    factors = R.EMAAnchor(ReferenceConfig(mode="ema", ema_rate=0.5, ema_space="factors"), pol)
+    _bump_lora(pol, 0.5)  # B A = 0.5·0.5·r = 0.5 in every entry (scaling alpha/r = 1)
+    merged.after_step(pol, 1)
+    factors.after_step(pol, 1)
+    delta = torch.full_like(w0, 0.5)
+    got_m = merged.model.model.layers[0].self_attn.q_proj.weight
+    torch.testing.assert_close(got_m, w0 + 0.5 * delta, rtol=0, atol=1e-12)  # EMA of BA
+    got_f = _merged_weight(factors.model)
+    torch.testing.assert_close(
+        got_f, w0 + 0.25 * 0.25 * 2 * torch.ones_like(w0), rtol=0, atol=1e-12
+    )  # (B/2)(A/2)
+
+
+def _merged_weight(peft_model):
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload().model.layers[0].self_attn.q_proj.weight
+
+
+def test_precomputed_variable_length_rows_match_frozen():
+    model = _lin_lm()
+    pre = R.Precomputed(ReferenceConfig(mode="precomputed"), model)
+    frozen = R.FrozenCopy(ReferenceConfig(), model)
+    seqs = {0: [1, 2, 3], 1: [4], 2: [2, 2]}
+    batches = []
+    for k, r in seqs.items():
+        ids = torch.tensor([[0] + r])
+        batches.append(([k], ids, torch.ones_like(ids), 1, torch.ones(1, len(r))))
+    pre.precompute(batches)
+    assert pre.model is None  # the model is dropped after the offline pass
+    ids = torch.tensor([[0, 4, 0, 0], [0, 1, 2, 3], [0, 2, 2, 0]])
+    rm = torch.tensor([[1, 0, 0], [1, 1, 1], [1, 1, 0]], dtype=torch.float64)
+    got = pre.logprobs(ids, torch.ones_like(ids), 1, keys=[1, 0, 2]).logp
+    want = frozen.logprobs(ids, torch.ones_like(ids), 1).logp
+    torch.testing.assert_close(got * rm, want * rm, rtol=0, atol=1e-12)
+
+
+def _lin_lm():
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(
+        vocab_size=6,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=8,
+    )
+    torch.manual_seed(3)
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float64).eval()
