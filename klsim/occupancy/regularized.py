@@ -72,6 +72,34 @@ def _qp_model(prob: OccupancyProblem):
     return prob._cache["qp"]
 
 
+def _clarabel_qp(prob: OccupancyProblem, coef: float) -> tuple[np.ndarray, str]:
+    """Whitened χ² QP straight through Clarabel's API (no canonicalization; constraint data built once).
+
+    min coef‖v‖² − ⟨c, v⟩ s.t. A_w v + s = 0 (s ∈ {0}), −v + s = √μ_b (s ≥ 0).
+    """
+    import clarabel
+
+    if "clarabel_qp" not in prob._cache:
+        n, m = prob.n_vars, prob.A_w.shape[0]
+        A = sp.vstack([prob.A_w, -sp.identity(n)]).tocsc()
+        b = np.concatenate([np.zeros(m), prob.sqrt_mu_b])
+        cones = [clarabel.ZeroConeT(m), clarabel.NonnegativeConeT(n)]
+        prob._cache["clarabel_qp"] = (A, b, cones)
+    A, b, cones = prob._cache["clarabel_qp"]
+    P = sp.csc_matrix(sp.diags_array(np.full(prob.n_vars, 2.0 * coef)))
+    for tol in (CLARABEL_TOL, CLARABEL_RETRY_TOL):
+        settings = clarabel.DefaultSettings()
+        settings.verbose = False
+        for k, val in tol.items():
+            setattr(settings, k, val)
+        sol = clarabel.DefaultSolver(P, -prob.c, A, b, cones, settings).solve()
+        if sol.status == clarabel.SolverStatus.Solved:
+            return np.asarray(sol.x), "optimal"
+        if sol.status != clarabel.SolverStatus.AlmostSolved:
+            break
+    raise SolverError(f"clarabel: status {sol.status} (not 'Solved'); no policy returned")
+
+
 def _socp_model(prob: OccupancyProblem):
     """Whitened √χ² SOCP: max ⟨c, v⟩ − coef·t s.t. ‖v‖ ≤ t (paper Eq. 5)."""
     if "socp" not in prob._cache:
@@ -156,13 +184,17 @@ def solve_chi2(
     if method == "dual":
         mu, V, info = _chi2_dual(prob, coef, warm_start)
         return finalize(prob, mu, regularizer="chi2", coef=coef, method="dual", diagnostics={"V": V, **info})
-    problem, v, lam = _qp_model(prob)
-    lam.value = coef
-    status = _run_cvx(problem, method)
-    vp = _polish(prob, v.value, coef=coef)
+    if method == "clarabel":
+        vsol, status = _clarabel_qp(prob, coef)
+    else:
+        problem, v, lam = _qp_model(prob)
+        lam.value = coef
+        status = _run_cvx(problem, method)
+        vsol = v.value
+    vp = _polish(prob, vsol, coef=coef)
     return finalize(
         prob,
-        prob.mu_from_whitened(v.value if vp is None else vp),
+        prob.mu_from_whitened(vsol if vp is None else vp),
         regularizer="chi2",
         coef=coef,
         method=method,
