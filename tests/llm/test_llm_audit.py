@@ -28,6 +28,17 @@ def test_audit_reproduces_every_known_fact(tmp_path):
     assert a.bias_rkl <= 1e-9 and b.bias_rkl <= 1e-9 and abs(a.variance - b.variance) > 1e-3
 
 
+def test_trl_grpo_loss_code_matches_klsim_llm():
+    """TRL's own GRPOTrainer._compute_loss on the same tensors = the matching klsim_llm entry (value, gradient)."""
+    pytest.importorskip("trl")
+    from klsim_llm.audit import trl_crosscheck
+
+    rows = trl_crosscheck()
+    assert len(rows) == 9
+    for r in rows:
+        assert r["value_gap"] <= 1e-12 and r["grad_gap"] <= 1e-12, r
+
+
 def test_audit_rejects_unknown_preset():
     with pytest.raises(ValueError, match="unknown"):
         kl_audit(["trl_grpoo"])
