@@ -12,8 +12,8 @@
      has |Δν| ≤ 4·eps·max(1, |ν|).
 
    Both sides are checked to agree (max |Δπ| reported).  Target: klsim ≥ 3× faster (ratio ≤ 1/3) with the
-   default numba thread count (the kernel runs ``prange`` over chunks of independent rows; numpy uses one
-   core).  A single-thread q = 2 row is reported too, without a target, with CPU-time medians
+   default numba thread count (the ``prange`` twin over chunks of rows is used only with ≥ 4 numba threads,
+   so on the 2-core development machine both sides run on one core).  A single-thread q = 2 row is reported too, without a target, with CPU-time medians
    (``cpu_ratio``) besides the wall-clock ones.
 2. ``munchausen_vi`` against ``md_vi`` (its MD-VI twin, same Garnet, same K, no error tracking): seconds
    per iteration.  Target: within 1.2× (ratio ≤ 1.2).  M-VI's sweep is ``klsim.dp``'s entropy sweep plus

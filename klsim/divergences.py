@@ -159,9 +159,9 @@ def f_divergence(p: np.ndarray, q: np.ndarray, f, axis: int = -1) -> np.ndarray:
 #   (``tsallis_normalizer``).
 # * C11 applies to S_q and D_q (terms with π(a) = 0 contribute 0).
 
-from klsim._kernels.tsallis import PARALLEL_MIN_ENTRIES as _PARALLEL_MIN_ENTRIES  # noqa: E402
-from klsim._kernels.tsallis import tsallis_threshold_rows as _tsallis_threshold_rows  # noqa: E402
-from klsim._kernels.tsallis import tsallis_threshold_rows_par as _tsallis_threshold_rows_par  # noqa: E402
+import numba as _numba  # noqa: E402
+
+from klsim._kernels import tsallis as _tsk  # noqa: E402
 from klsim._validation import as_float_array as _as_float_array  # noqa: E402
 from klsim._validation import check_finite as _check_finite  # noqa: E402
 from klsim._validation import check_nonnegative_scalar as _check_nonnegative_scalar  # noqa: E402
@@ -372,7 +372,8 @@ def _tsallis_step(
         lm2 = np.zeros((1, A))
     out = np.empty_like(Q2)
     nu = np.empty(Q2.shape[0])
-    kernel = _tsallis_threshold_rows_par if Q2.size >= _PARALLEL_MIN_ENTRIES else _tsallis_threshold_rows
+    parallel = Q2.size >= _tsk.PARALLEL_MIN_ENTRIES and _numba.get_num_threads() >= _tsk.PARALLEL_MIN_THREADS
+    kernel = _tsk.tsallis_threshold_rows_par if parallel else _tsk.tsallis_threshold_rows
     kernel(Q2, lm2, float(lam), float(tau), float(qv), out, nu)
     return out.reshape(shape), nu.reshape(shape[:-1])
 

@@ -376,3 +376,14 @@ def test_bad_input_raises_value_error():
         tsallis_normalizer(Q, 2.0, 0.0)
     with pytest.raises(ValueError, match="shape"):
         tsallis_kl(np.zeros(3), np.zeros(4), 2.0)
+
+
+def test_parallel_dispatch_gives_the_same_bits(monkeypatch, rng):
+    from klsim._kernels import tsallis as tsk
+
+    Q = rng.normal(size=(40, 7))
+    serial = [tsallis_policy(Q, q, 0.3) for q in (2.0, 3.0)]
+    monkeypatch.setattr(tsk, "PARALLEL_MIN_ENTRIES", 0)
+    monkeypatch.setattr(tsk, "PARALLEL_MIN_THREADS", 0)
+    for q, s in zip((2.0, 3.0), serial):
+        np.testing.assert_array_equal(tsallis_policy(Q, q, 0.3), s)
