@@ -109,6 +109,7 @@ def _worker_klsim(sz: dict) -> dict:
             },
             "optim": {"lr": 1e-6},
             "steps": sz["steps"],
+            "reference": {"drift_every": 0},  # TRL logs no drift; the probe costs one extra forward
             "log": {"out_dir": "/tmp/klsim_bench_llm", "progress": False},
         }
     )

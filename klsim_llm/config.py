@@ -210,6 +210,7 @@ class ReferenceConfig:
     ema_space: str | None = _f(None, "under PEFT: average LoRA 'factors' or the 'merged_delta' BA")
     adapter_name: str = _f("ref", "name of the reference adapter when re-training an adapter (PEFT)")
     probe_size: int = _f(8, "number of fixed probe sequences for drift KL(pi||pi_init) (spec §6)")
+    drift_every: int = _f(1, "steps between drift evaluations on the probe set (0 = never; spec §6)")
 
     def __post_init__(self) -> None:
         _choice("reference.mode", self.mode, REFERENCE_MODES)
@@ -228,6 +229,8 @@ class ReferenceConfig:
             raise ValueError(f"reference.mode={self.mode!r} needs reference.update_every > 0")
         if self.mode == "hard_reset" and self.update_every == 0 and self.hard_reset_kl is None:
             raise ValueError("reference.mode='hard_reset' needs update_every > 0 or hard_reset_kl")
+        if self.drift_every < 0:
+            raise ValueError(f"reference.drift_every must be >= 0, got {self.drift_every}")
         if self.probe_size < 1:
             raise ValueError(f"reference.probe_size must be >= 1, got {self.probe_size}")
 

@@ -48,10 +48,14 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-def auto_row_chunk(n_rows: int, vocab: int, hidden: int) -> int:
-    """Row chunk ``next_pow2(ceil(N / ceil(V / H)))`` so chunk logits are about the size of ``h`` (spec §3)."""
+def auto_row_chunk(n_rows: int, vocab: int, hidden: int, *, min_elements: int = 1 << 22) -> int:
+    """Row chunk ``next_pow2(ceil(N / ceil(V / H)))`` so chunk logits are about the size of ``h`` (spec §3),
+    raised to at least ``floor_pow2(min_elements / V)`` rows (chunk logits of ~4M entries, 16 MB in fp32)
+    so that small batches are not cut into many tiny matmuls; never more than ``next_pow2(N)``."""
     per = max(1, math.ceil(n_rows / max(1, math.ceil(vocab / max(1, hidden)))))
-    return 1 << (per - 1).bit_length()
+    rule = 1 << (per - 1).bit_length()
+    floor_rows = 1 << max(0, (max(1, min_elements // max(1, vocab))).bit_length() - 1)
+    return max(rule, min(floor_rows, 1 << (max(1, n_rows) - 1).bit_length()))
 
 
 def _chunk_stats(z: torch.Tensor, y: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:

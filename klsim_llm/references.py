@@ -518,7 +518,7 @@ class DriftTracker:
             checkpoint=False,
             return_logits=True,
         )
-        return out.logits.detach().double()
+        return out.logits.detach()  # model dtype, at least float32
 
     @torch.no_grad()
     def kl_to_init(self, policy: nn.Module) -> float:

@@ -796,7 +796,15 @@ class Trainer:
         return row
 
     def _drift_metrics(self) -> dict:
-        if self.drift is None:
+        every = self.cfg.reference.drift_every
+        if self.drift is None or not every:
+            return {}
+        if self.step % every:
+            # still account for every reference move (the cumulative drift sums each one)
+            if self.reference.moved and self.reference.model is not None:
+                with self._unsharded():
+                    self.drift.observe_reference(self._ref_model(), True)
+                self.reference.moved = False
             return {}
         moved = self.reference.moved
         self.reference.moved = False

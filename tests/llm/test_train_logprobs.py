@@ -71,7 +71,11 @@ def test_chunked_equals_unchunked(tie, chunk, ckpt):
 def test_auto_row_chunk_rule():
     # spec §3: N = 16k, V = 32k, H = 4096 -> 2048
     assert auto_row_chunk(16384, 32768, 4096) == 2048
+    assert auto_row_chunk(16384, 151936, 4096, min_elements=1) == 512  # ceil(V/H) = 38: ceil(16384/38) = 432
     assert auto_row_chunk(5, 7, 8) == 8
+    # small batches: at least ~4M logits per chunk, never more than next_pow2(N)
+    assert auto_row_chunk(128, 8192, 256) == 128
+    assert auto_row_chunk(4096, 50257, 768) == 64
 
 
 def test_fallback_path_for_models_without_decoder():
