@@ -106,7 +106,9 @@ def _case(name: str, mdp: TabularMDP, repeats: int) -> list[dict]:
     ref = npf()[1]
     if not np.allclose(got, ref, rtol=1e-12, atol=1e-12):
         raise AssertionError(f"{name}: klsim sweep differs from the numpy soft sweep")
-    t = ab_medians({"klsim": kl, "quantecon": lambda: ddp.bellman_operator(v0), "numpy": npf}, repeats=repeats)
+    t = ab_medians(
+        {"klsim": kl, "quantecon": lambda: ddp.bellman_operator(v0), "numpy": npf}, repeats=repeats
+    )
     layout = "sparse" if mdp.is_sparse else "dense"
     nnz = mdp.csr[2].size if mdp.is_sparse else S * A * S
     common = {"layout": layout, "S": S, "A": A, "nnz": int(nnz), "threads": _threads()}
@@ -124,7 +126,9 @@ def _case(name: str, mdp: TabularMDP, repeats: int) -> list[dict]:
         {
             "name": f"{name} regularized sweep vs numpy/scipy soft sweep",
             "klsim_s": t["klsim"],
-            "peer": "numpy BLAS gemv soft sweep" if layout == "dense" else "scipy.sparse CSR matvec soft sweep",
+            "peer": "numpy BLAS gemv soft sweep"
+            if layout == "dense"
+            else "scipy.sparse CSR matvec soft sweep",
             "peer_s": t["numpy"],
             "ratio": t["klsim"] / t["numpy"],
             "target": "<= 0.5",
@@ -161,7 +165,7 @@ def _threads() -> int:
 
 def run(quick: bool = False) -> list[dict]:
     """Benchmark rows (see module docstring); quick mode uses fewer repeats and S = 20,000 for the large case."""
-    repeats = 5 if quick else 15
+    repeats = 9 if quick else 15
     rows: list[dict] = []
     t0 = time.perf_counter()
     g = garnet(2000, 10, 10, seed=0)
