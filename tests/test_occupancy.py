@@ -419,3 +419,16 @@ def test_discriminator_recovers_log_ratio():
     np.testing.assert_allclose(orpo_penalty(np.array([1.0]), 0.5, "kl"), [0.5])
     with pytest.raises(ValueError, match="non-finite"):
         orpo_penalty(np.array([np.nan]), 1.0)
+
+
+def test_docs_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "occupancy.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {"__name__": "docs_occupancy_example"})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "hacks (all)" in out and "r = 0.987" in out

@@ -20,6 +20,8 @@ Reference: Laidlaw, Singhal, Dragan, "Correlated Proxies", ICLR 2025, arXiv:2403
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.optimize as so
 import scipy.sparse as sp
@@ -126,21 +128,27 @@ def _osqp_polish() -> dict:
 def _run_cvx(problem, solver: str) -> str:
     cp = _cvx()
     try:
-        if solver == "clarabel":
-            problem.solve(solver=cp.CLARABEL, **CLARABEL_TOL)
-            if (
-                problem.status == cp.OPTIMAL_INACCURATE
-            ):  # one retry at 1e-9 (documented), still 'optimal' only
-                problem.solve(solver=cp.CLARABEL, **CLARABEL_RETRY_TOL)
-        elif solver == "osqp":
-            problem.solve(solver=cp.OSQP, **OSQP_TOL, **_osqp_polish())
-        else:
-            problem.solve(solver=cp.CLARABEL)
+        with (
+            warnings.catch_warnings()
+        ):  # the status is checked below; cvxpy's inaccuracy warning is redundant
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            _solve_cvx(problem, solver, cp)
     except cp.error.SolverError as exc:
         raise SolverError(f"{solver}: solver failed ({exc})") from None
     if problem.status != cp.OPTIMAL:
         raise SolverError(f"{solver}: status {problem.status!r} (not 'optimal'); no policy returned")
     return problem.status
+
+
+def _solve_cvx(problem, solver: str, cp) -> None:
+    if solver == "clarabel":
+        problem.solve(solver=cp.CLARABEL, **CLARABEL_TOL)
+        if problem.status == cp.OPTIMAL_INACCURATE:  # one retry at 1e-9 (documented); still 'optimal' only
+            problem.solve(solver=cp.CLARABEL, **CLARABEL_RETRY_TOL)
+    elif solver == "osqp":
+        problem.solve(solver=cp.OSQP, **OSQP_TOL, **_osqp_polish())
+    else:  # pragma: no cover - internal
+        raise ValueError(f"solver: unknown {solver!r}")
 
 
 # ------------------------------------------------------------------------------------------------ χ²
