@@ -474,18 +474,31 @@ class TextReward:
 
 
 class ModelReward:
-    """A local ``AutoModelForSequenceClassification`` folder scoring prompt + response (logit 0)."""
+    """A local ``AutoModelForSequenceClassification`` folder scoring prompt + response (logit 0).
 
-    def __init__(self, path: str, device: torch.device | str = "cpu") -> None:
+    The prompt's left padding (``pad_token_id``) and the response's masked tail are masked out; the policy
+    and the reward model must share the tokenizer."""
+
+    def __init__(self, path: str, device: torch.device | str = "cpu", pad_token_id: int = 0) -> None:
         from transformers import AutoModelForSequenceClassification
 
         self.model = (
             AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True).to(device).eval()
         )
+        self.pad_token_id = int(pad_token_id)
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.pad_token_id
 
     @torch.no_grad()
     def __call__(self, prompt_ids, response_ids, response_mask) -> torch.Tensor:
-        ids = torch.cat([prompt_ids, response_ids], dim=1)
-        mask = torch.cat([(prompt_ids >= 0).long(), response_mask.long()], dim=1)
-        out = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device))
+        # left-padded prompt: padding is the leading run of pad tokens
+        pmask = (prompt_ids != self.pad_token_id).long().cummax(-1).values
+        resp = torch.where(
+            response_mask.bool(), response_ids, torch.full_like(response_ids, self.pad_token_id)
+        )
+        ids = torch.cat([prompt_ids, resp], dim=1)  # classifiers pool the last non-pad token
+        mask = torch.cat([pmask, response_mask.long()], dim=1)
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        dev = self.model.device
+        out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev))
         return out.logits[:, 0].double().to(response_ids.device)

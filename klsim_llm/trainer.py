@@ -231,6 +231,7 @@ class Trainer:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.reward_fn = reward_fn or self._reward_source()
         self.preference_fn = preference_fn or (
             resolve_callable(cfg.task.preference) if cfg.task.preference else self.task.preference
@@ -245,7 +246,6 @@ class Trainer:
             self.eos_id = tokenizer.eos_token_id
         if not cfg.rollout.stop_at_eos:
             self.eos_id = None
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.beta = float(cfg.kl.beta)
         self.step = 0
         self.preference_queries = 0
@@ -281,7 +281,7 @@ class Trainer:
         if t.reward:
             return TextReward(resolve_callable(t.reward), self.tokenizer)
         if t.reward_model:
-            return ModelReward(t.reward_model, self.device)
+            return ModelReward(t.reward_model, self.device, pad_token_id=self.pad_id)
         return self.task.reward
 
     def _frozen_copy(self) -> nn.Module:

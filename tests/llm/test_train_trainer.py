@@ -329,3 +329,36 @@ def test_prompt_file_task_with_text_reward_callable(tmp_path, monkeypatch):
     assert abs(rows[0]["reward"] - want) < 1e-12
     with pytest.raises(ValueError, match="needs task.reward"):
         config_from_dict(_cfg(tmp_path, task={"name": "prompts", "kwargs": {"path": "x"}}))
+
+
+def test_reward_model_folder(tmp_path):
+    """``task.reward_model``: a local sequence classifier scores prompt + response (padding masked)."""
+    from transformers import AutoModelForSequenceClassification, LlamaConfig
+
+    from klsim_llm.rollout import CountTask, ModelReward
+
+    task = CountTask(n_words=4, n_prompts=8, seed=1)
+    rcfg = LlamaConfig(
+        vocab_size=len(task.tokenizer),
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    rm = AutoModelForSequenceClassification.from_config(rcfg, dtype=torch.float64).eval()
+    rm.save_pretrained(tmp_path / "rm")
+    tr = Trainer(config_from_dict(_cfg(tmp_path, task={"reward_model": str(tmp_path / "rm")}, steps=1)))
+    assert isinstance(tr.reward_fn, ModelReward)
+    row = tr.train_step()
+    # independent score of one unpadded sequence equals the padded-batch score
+    p = torch.tensor([[0, 0, 3, 4]])
+    r = torch.tensor([[2, 5, 1]])
+    got = tr.reward_fn(p, r, torch.tensor([[1.0, 1.0, 0.0]]))
+    with torch.no_grad():
+        want = rm(input_ids=torch.tensor([[3, 4, 2, 5]])).logits[0, 0]
+    assert abs(float(got[0]) - float(want)) < 1e-10
+    assert row["reward"] == row["reward"]
