@@ -514,14 +514,17 @@ def _stepsize_grid(args: Args, report: Report) -> None:
                     frac[i, j] = np.mean(np.nan_to_num(np.nanmin(ex, axis=0), nan=np.inf) <= 1e-6)
             grid[f"{kind}/{mname}"] = frac
             a = ax[r, cidx]
-            im = a.imshow(frac, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            a.imshow(frac, vmin=0, vmax=1, cmap="viridis", aspect="auto")
             a.set_xticks(range(len(args.grid_ratios)), [f"{x:g}" for x in args.grid_ratios])
             a.set_yticks(range(len(args.grid_betas)), [f"{x:g}" for x in args.grid_betas])
             a.set_xlabel("η/β")
             a.set_ylabel("β")
             a.set_title(f"{mname}, {kind} n=50")
             a.grid(False)
-    fig.colorbar(im, ax=ax.ravel().tolist(), shrink=0.6, label="fraction reaching Expl ≤ 1e-6")
+            for i in range(frac.shape[0]):
+                for j in range(frac.shape[1]):
+                    a.text(j, i, f"{frac[i, j]:.2g}", ha="center", va="center", fontsize=6, color="w")
+    fig.suptitle("fraction of games reaching Expl ≤ 1e-6 (cell labels; 1 = yellow)")
     report.figures.append(save_figure(fig, args.out, "stepsize_grid"))
     report.data["stepsize_grid"] = grid
 
