@@ -69,6 +69,8 @@ class AuditRow:
     bias_partial_rkl_sampler: float
     follows: str
     verdict: str
+    fixed_point_kl: float | None = None
+    fixed_point_converged: bool | None = None
 
 
 @dataclass
@@ -84,14 +86,15 @@ class AuditResult:
     def to_markdown(self) -> str:
         head = (
             "| combination | fixture | sampling | ‖g−∇RKL‖ | ‖g−∇FKL‖ | ‖g−∂RKL‖ | ‖g−∂FKL‖ | fit a·RKL+b·FKL (res) "
-            "| variance | clamp mass | follows | verdict |"
+            "| variance | clamp mass | KL(π*‖π_fp) | follows | verdict |"
         )
-        lines = [head, "|" + "---|" * 12]
+        lines = [head, "|" + "---|" * 13]
         for r in self.rows:
             lines.append(
                 f"| {r.name} | {r.fixture} | {r.sampling} | {r.bias_rkl:.2e} | {r.bias_fkl:.2e} | "
                 f"{r.bias_partial_rkl:.2e} | {r.bias_partial_fkl:.2e} | {r.fit_rkl:+.3f}, {r.fit_fkl:+.3f} "
-                f"({r.fit_residual:.1e}) | {r.variance:.3e} | {r.clamp_mass:.3f} | {r.follows} | {r.verdict} |"
+                f"({r.fit_residual:.1e}) | {r.variance:.3e} | {r.clamp_mass:.3f} | "
+                f"{_fp(r)} | {r.follows} | {r.verdict} |"
             )
         lines += ["", "| known fact | measured | tolerance | passed |", "|---|---|---|---|"]
         for f in self.facts:
@@ -99,6 +102,12 @@ class AuditResult:
                 f"| {f['fact']} | {f['measured']:.3e} | {f['tolerance']} | {'yes' if f['passed'] else 'NO'} |"
             )
         return "\n".join(lines) + "\n"
+
+
+def _fp(r: AuditRow) -> str:
+    if r.fixed_point_kl is None:
+        return "—"
+    return f"{r.fixed_point_kl:.2e}" + ("" if r.fixed_point_converged else " (no convergence)")
 
 
 def _problem(fixture: str, sampling: str, seed: int):
@@ -191,7 +200,45 @@ def audit_combination(
         d["prkl_q"],
         follows,
         verdict,
+        *(
+            implied_fixed_point_kl(twin, pr)
+            if (fixture == "one_step" and sampling == "on_policy")
+            else (None, None)
+        ),
     )
+
+
+def implied_fixed_point_kl(
+    twin, pr, beta: float = 0.5, lr: float = 1.0, n_iter: int = 60
+) -> tuple[float, bool]:
+    """KL(π*‖π_fp) on a one-step fixture: π_fp is reached by exact expected-gradient (natural-gradient) descent
+    on −E[R] + β·(the KL term of ``twin``) from π_ref; π* ∝ π_ref·e^{R/β} is the optimum of the true objective.
+
+    Returns (KL, converged); converged means the last step moved the logits by < 1e-9 (otherwise the
+    iteration diverges or oscillates and the KL is the value after ``n_iter`` steps)."""
+    from klsim.divergences import kl_divergence, log_softmax
+    from klsim.sequence import gather_batch, seq_objective_grad, single_samples
+
+    if pr.enum.max_len != 1:
+        raise ValueError("implied_fixed_point_kl: one-step fixtures only")
+    ref = pr.ref
+    lm = ref
+    tok = pr.enum.tokens[:, 0]
+    w = ref.prompt_weights[:, None, None]
+    for _ in range(n_iter):
+        samples = single_samples(lm, pr.enum)
+        batch = gather_batch(pr.enum, samples, lm, ref, None, pr.rewards)
+        _, g_kl = expected_loss(lm, pr.enum, samples, twin(batch))
+        _, g_r = seq_objective_grad(lm, pr.enum, -pr.rewards)
+        step = lr * (g_r + beta * g_kl) / (np.exp(lm.log_policy) * w)
+        step = step - step.mean(-1, keepdims=True)
+        z = lm.logits - step
+        if not np.all(np.isfinite(z)) or np.max(np.abs(z)) > 700:
+            break
+        lm = lm.with_logits(z - z.max(-1, keepdims=True))
+    converged = bool(np.all(np.isfinite(step)) and np.max(np.abs(step)) < 1e-9)
+    star = log_softmax(ref.log_policy[:, 0, tok] + pr.rewards / beta)
+    return float(np.sum(ref.prompt_weights * kl_divergence(star, lm.log_policy[:, 0, tok]))), converged
 
 
 def _grid() -> dict[str, tuple]:
@@ -256,6 +303,7 @@ def known_facts(res: AuditResult) -> list[dict]:
             "nash_md_per_token_biased",
             "rtg_fv_rtg_unbiased",
             "rho_k2_biased",
+            "fixed_point_pi_star",
         ]
         out.append(
             {
@@ -316,6 +364,15 @@ def known_facts(res: AuditResult) -> list[dict]:
     add("rtg and fv_rtg (sequence level) are unbiased for ∇RKL_seq", worst, _TOL, worst <= _TOL)
     r = _row(res, "k2_rho/loss", "one_step")
     add("ρ·k2 is biased", r.bias_rkl, 1e-3, r.bias_rkl >= 1e-3)
+    rows_ok = [_row(res, n, "one_step") for n in ("k1/reward", "rtg/loss", "k3_rho/loss")]
+    good = max(r.fixed_point_kl for r in rows_ok) if all(r.fixed_point_converged for r in rows_ok) else np.inf
+    bad = _row(res, "k3/loss", "one_step").fixed_point_kl
+    add(
+        "implied fixed point: unbiased estimators reach π* (KL ≤ 1e-8), the k3 loss does not (KL ≥ 1e-3)",
+        good,
+        1e-8,
+        good <= 1e-8 and bad >= 1e-3,
+    )
     return out
 
 

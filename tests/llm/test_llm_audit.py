@@ -13,7 +13,7 @@ pytestmark = pytest.mark.llm
 
 def test_audit_reproduces_every_known_fact(tmp_path):
     res = kl_audit()
-    assert len(res.facts) == 10
+    assert len(res.facts) == 11
     failed = [f["fact"] for f in res.facts if not f["passed"]]
     assert not failed, failed
     paths = write_audit(res, tmp_path)
