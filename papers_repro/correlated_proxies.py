@@ -265,6 +265,7 @@ def main(args: Args) -> Report:
 
     # ---- canonical base: hacking, equivalence, saturation, λ*
     prob, sw = sweeps[args.bases[0]]
+    star = solve_sqrt_chi2(prob, prob.lambda_star)
     hr = hacking_range(tab.mdp, tab.proxy_reward, tab.true_reward, prob.J_b_true)
     none = solve_unregularized(prob)
     on_bucket = np.array([c == CELL_INDEX[BUCKET] for c, _ in tab.states])
@@ -440,7 +441,10 @@ def main(args: Args) -> Report:
     ts = _two_state(rep, args)
 
     # ---- figures
-    rep.figures.append(_sweep_figure(args, prob, sw, J_true_opt, none.true_return, hr))
+    grid = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]) * prob.sigma_proxy  # the paper's √χ² grid
+    socp_pts = np.array([solve_sqrt_chi2(prob, float(c)).true_return for c in grid])
+    rep.data["sqrt_chi2_socp_grid"] = {"lambda": grid, "J_true": socp_pts}
+    rep.figures.append(_sweep_figure(args, prob, sw, J_true_opt, none.true_return, hr, (grid, socp_pts)))
     rep.figures.append(_two_state_figure(args, ts))
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
@@ -520,7 +524,7 @@ def _two_state(rep: Report, args: Args) -> dict:
     return {"measured": measured, "curves": {"p": ps, **curves, "gaps": gaps}}
 
 
-def _sweep_figure(args, prob, sw, J_true_opt, J_proxy_opt_true, hr) -> Path:
+def _sweep_figure(args, prob, sw, J_true_opt, J_proxy_opt_true, hr, socp) -> Path:
     fig, axes = new_figure(2, 4, width=3.6, height=2.8)
     for j, r in enumerate(REGS):
         ax = axes[0, j]
@@ -541,6 +545,9 @@ def _sweep_figure(args, prob, sw, J_true_opt, J_proxy_opt_true, hr) -> Path:
             ax.axvline(val, color="k", ls=st, lw=0.8, label=lab)
         lo = min(hr.J_min, prob.J_b_true) - 0.02
         ax.set_ylim(lo, max(J_true_opt, 0.1) + 0.02)
+        if r == "sqrt_chi2":
+            ax.semilogx(socp[0], socp[1], "kx", ms=6, label="SOCP at c·σ_R̃")
+            ax.legend(fontsize=6)
         ax.set_title(LABELS[r] + (" (χ² path mapped)" if r == "sqrt_chi2" else ""))
         ax.set_xlabel("λ")
         if j == 0:
