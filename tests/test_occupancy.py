@@ -301,7 +301,8 @@ def test_bound_chain_on_random_cases():
             continue
         prob = occupancy_problem(c.mdp, c.base_policy, c.proxy_reward)
         pols = random_policy_family(c.mdp, 3, seed)
-        pols.append(solve_chi2(prob, prob.sigma_proxy * 0.05, method="dual").policy)
+        if seed % 5 == 0:
+            pols.append(solve_chi2(prob, prob.sigma_proxy * 0.05, method="dual").policy)
         for pi in pols:
             mu = occupancy(c.mdp, pi)
             out = bound_chain(
