@@ -383,6 +383,7 @@ class PPOConfig:
     baseline: str | None = _f(None, "advantage without a critic: none (default), rloo, group_mean, grpo")
 
     def __post_init__(self) -> None:
+        _choice("ppo.objective", self.objective, ("ppo",))
         _positive("ppo.clip_low", self.clip_low)
         _positive("ppo.clip_high", self.clip_high)
         if self.clip_low >= 1:
@@ -462,6 +463,7 @@ class NashMPConfig:
     )
 
     def __post_init__(self) -> None:
+        _choice("nash_mp.objective", self.objective, ("nash_mp",))
         _positive("nash_mp.eta", self.eta)
         if self.inner_steps < 1:
             raise ValueError(f"nash_mp.inner_steps must be >= 1, got {self.inner_steps}")
@@ -477,6 +479,7 @@ class BoNDistillConfig:
     divergence: str = _f("fkl", "fkl (SFT on BoN samples) or rkl (pg with r_BOND) [BOND, arXiv:2407.14622]")
 
     def __post_init__(self) -> None:
+        _choice("bon_distill.objective", self.objective, ("bon_distill",))
         if self.n < 1:
             raise ValueError(f"bon_distill.n must be >= 1, got {self.n}")
         _choice("bon_distill.divergence", self.divergence, ("fkl", "rkl"))
@@ -492,6 +495,7 @@ class OccupancyChi2Config:
     ratio_clamp: float = _f(20.0, "clamp on d = log u (logged, linearized beyond) [Corr25]")
 
     def __post_init__(self) -> None:
+        _choice("occupancy_chi2.objective", self.objective, ("occupancy_chi2",))
         _positive("occupancy_chi2.lam", self.lam, allow_zero=True)
         _positive("occupancy_chi2.ratio_clamp", self.ratio_clamp)
 

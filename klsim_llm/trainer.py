@@ -147,7 +147,12 @@ def build_policy(cfg: TrainConfig, tokenizer: Any, model: nn.Module | None = Non
 
 
 def _accepts(fn: Callable) -> set[str]:
-    return set(inspect.signature(fn).parameters)
+    """Keyword names ``fn`` takes; ``"**"`` when it also takes ``**kwargs``."""
+    params = inspect.signature(fn).parameters.values()
+    names = {p.name for p in params if p.kind != inspect.Parameter.VAR_KEYWORD}
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+        names.add("**")
+    return names
 
 
 class _JsonlLogger:
@@ -459,11 +464,15 @@ class Trainer:
             "ref_logits_l",
             "old_logp",
         }
-        kw = {k: v for k, v in kwargs.items() if k in self._accepts or k not in optional}
+        kw = {
+            k: v
+            for k, v in kwargs.items()
+            if k in self._accepts or "**" in self._accepts or k not in optional
+        }
         return self.entry.fn(**kw)
 
     def _needs_logits(self) -> bool:
-        return bool(self._accepts & {"logits", "logits_w"}) and (
+        return bool(self._accepts & {"logits", "logits_w", "**"}) and (
             self.cfg.method in ("dpo", "fdpo")
             and self.cfg.algo.objective in ("tdpo1", "tdpo2", "sparsepo")
             or self.cfg.kl.estimator in ("fv_partial", "fv_rtg")
