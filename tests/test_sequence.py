@@ -1,0 +1,137 @@
+"""klsim.sequence (numpy only): enumeration, exact sequence objectives vs finite differences, twins vs finite
+differences, best-of-N law vs brute force, bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from klsim.sequence import (
+    SequenceLM,
+    enumerate_sequences,
+    expected_loss,
+    gather_batch,
+    n_prefixes,
+    pref_twin,
+    prefix_occupancy,
+    seq_chi2,
+    seq_fkl,
+    seq_rkl,
+    sequence_logprobs,
+    single_samples,
+    tuple_samples,
+)
+from klsim.sequence.twins import bon_log_law, divergence_twin
+
+
+@pytest.mark.parametrize(
+    "V,L,eos,count", [(2, 1, None, 2), (3, 2, None, 9), (3, 3, 2, 1 + 2 + 4 * 3), (4, 2, 0, 1 + 3 * 4)]
+)
+def test_enumeration_counts_and_normalization(V, L, eos, count):
+    e = enumerate_sequences(V, L, eos)
+    assert e.n_sequences == count
+    lm = SequenceLM.random(2, V, L, eos=eos, seed=1)
+    np.testing.assert_allclose(np.exp(sequence_logprobs(lm, e)).sum(1), 1.0, atol=1e-13)
+    assert len({tuple(r) for r in e.tokens * e.mask + (~e.mask) * -1}) == count
+    d = prefix_occupancy(lm, e)
+    np.testing.assert_allclose(d[:, 0], lm.prompt_weights, atol=1e-14)  # the empty prefix is always visited
+
+
+@pytest.mark.parametrize("fn", [seq_rkl, seq_fkl, seq_chi2])
+def test_sequence_objectives_match_finite_differences(fn):
+    lm = SequenceLM.random(2, 3, 3, eos=1, seed=2)
+    ref = SequenceLM.random(2, 3, 3, eos=1, seed=3)
+    e = enumerate_sequences(3, 3, 1)
+    v, g = fn(lm, ref, e)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        d = rng.normal(size=lm.logits.shape)
+        h = 1e-6
+        fd = (
+            fn(lm.with_logits(lm.logits + h * d), ref, e)[0]
+            - fn(lm.with_logits(lm.logits - h * d), ref, e)[0]
+        ) / (2 * h)
+        assert abs(fd - np.sum(g * d)) <= 1e-7 * max(1.0, abs(fd))
+    # brute-force values
+    p = np.exp(sequence_logprobs(lm, e))
+    q = np.exp(sequence_logprobs(ref, e))
+    brute = {
+        seq_rkl: np.sum(p * np.log(p / q), 1),
+        seq_fkl: np.sum(q * np.log(q / p), 1),
+        seq_chi2: np.sum(p**2 / q, 1) - 1,
+    }[fn]
+    assert abs(v - np.mean(brute)) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "name,params", [("dpo", {}), ("tdpo1", {}), ("fdpo", {"divergence": "js"}), ("hdpo", {"alpha": 0.6})]
+)
+def test_pref_twin_gradient_matches_finite_differences(name, params):
+    lm = SequenceLM.random(1, 3, 2, seed=4)
+    ref = SequenceLM.random(1, 3, 2, seed=5)
+    e = enumerate_sequences(3, 2)
+    s = tuple_samples(ref, e, 2)
+
+    def value(z):
+        pol = lm.with_logits(z)
+        return expected_loss(
+            pol, e, s, pref_twin(gather_batch(e, s, pol, ref), name=name, beta=0.7, **params)
+        )
+
+    v, g = value(lm.logits)
+    d = np.random.default_rng(1).normal(size=lm.logits.shape)
+    h = 1e-6
+    fd = (value(lm.logits + h * d)[0] - value(lm.logits - h * d)[0]) / (2 * h)
+    assert abs(fd - np.sum(g * d)) <= 1e-7 * max(1.0, abs(fd))
+
+
+def test_divergence_twin_gradient_matches_finite_differences():
+    lm = SequenceLM.random(2, 3, 2, eos=0, seed=6)
+    ref = SequenceLM.random(2, 3, 2, eos=0, seed=7)
+    e = enumerate_sequences(3, 2, 0)
+    s = single_samples(ref, e)
+    for name, kw in (
+        ("alpha", {"alpha": 0.3}),
+        ("jsd_beta", {"beta": 0.4}),
+        ("chi2", {}),
+        ("tsallis", {"tsallis_q": 1.5}),
+    ):
+
+        def value(z, name=name, kw=kw):
+            pol = lm.with_logits(z)
+            return expected_loss(pol, e, s, divergence_twin(gather_batch(e, s, pol, ref), name=name, **kw))
+
+        v, g = value(lm.logits)
+        d = np.random.default_rng(2).normal(size=lm.logits.shape)
+        h = 1e-6
+        fd = (value(lm.logits + h * d)[0] - value(lm.logits - h * d)[0]) / (2 * h)
+        assert abs(fd - np.sum(g * d)) <= 1e-7 * max(1.0, abs(fd)), name
+
+
+def test_bon_law_brute_force_with_ties():
+    p = np.array([0.1, 0.3, 0.2, 0.4])
+    r = np.array([1.0, 0.0, 1.0, 2.0])
+    n = 3
+    brute = np.zeros(4)
+    for draw in itertools.product(range(4), repeat=n):
+        w = np.prod(p[list(draw)])
+        best = max(r[list(draw)])
+        winners = [i for i in draw if r[i] == best]
+        for i in winners:  # uniform tie-breaking among the drawn maximizers (with multiplicity)
+            brute[i] += w / len(winners)
+    np.testing.assert_allclose(np.exp(bon_log_law(np.log(p), r, n)), brute, atol=1e-14)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="logits"):
+        SequenceLM(np.zeros((1, 5, 3)), 2)
+    with pytest.raises(ValueError, match="logits"):
+        SequenceLM(np.full((1, n_prefixes(3, 2), 3), np.nan), 2)
+    with pytest.raises(ValueError, match="eos"):
+        SequenceLM(np.zeros((1, n_prefixes(3, 2), 3)), 2, eos=3)
+    with pytest.raises(ValueError, match="prompt_weights"):
+        SequenceLM(np.zeros((2, n_prefixes(3, 2), 3)), 2, prompt_weights=np.array([0.5, 0.6]))
+    with pytest.raises(ValueError, match="beta"):
+        lm = SequenceLM.random(1, 2, 1)
+        e = enumerate_sequences(2, 1)
+        pref_twin(gather_batch(e, tuple_samples(lm, e, 2), lm, lm), name="dpo", beta=0.0)
