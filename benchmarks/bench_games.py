@@ -3,7 +3,7 @@
 Rows:
 
 * ``nash_mp_iteration_n{n}``: one Nash-MP iteration on an n-action game exactly as ``nash_mirror_prox``
-  executes it (2 single-threaded BLAS preference queries + 2 fused numba log-space updates), against a straightforward
+  executes it (2 BLAS preference queries + 2 fused numba log-space updates), against a straightforward
   numpy implementation of the same iteration (``P @ exp(θ)``, affine mix, max-shifted logsumexp).  Both
   are dominated by the two memory-bound n×n products, so parity (ratio ≈ 1) is the expected outcome;
   ``bandwidth_fraction`` reports the bytes of P read twice per iteration against a numpy streaming read.
@@ -22,7 +22,6 @@ import numpy as np
 from benchmarks._timing import ab_medians, streaming_read_bandwidth
 from klsim._kernels.games import affine_normalize
 from klsim.games import nash_mirror_prox, random_game, regularized_nash
-from klsim.games._blas import single_threaded_blas
 from klsim.games.game import pref_matvec
 
 
@@ -42,12 +41,11 @@ def _numpy_nash_mp_iter(P, theta, ref, beta, c):
 
 
 def _klsim_nash_mp_iter(P3, lp, ref2, beta, c, g, half, out):
-    """The loop body of ``nash_mirror_prox`` (which runs under one OpenBLAS thread)."""
-    with single_threaded_blas():
-        pref_matvec(P3, np.exp(lp), g)
-        affine_normalize(lp, ref2, g, 1.0 - c, c, c / beta, half)
-        pref_matvec(P3, np.exp(half), g)
-        affine_normalize(lp, ref2, g, 1.0 - c, c, c / beta, out)
+    """The loop body of ``nash_mirror_prox`` on a single game (default BLAS threads)."""
+    pref_matvec(P3, np.exp(lp), g)
+    affine_normalize(lp, ref2, g, 1.0 - c, c, c / beta, half)
+    pref_matvec(P3, np.exp(half), g)
+    affine_normalize(lp, ref2, g, 1.0 - c, c, c / beta, out)
     return out
 
 
