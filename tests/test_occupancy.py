@@ -433,3 +433,13 @@ def test_docs_example_runs(capsys):
         exec(compile(block, str(page), "exec"), {"__name__": "docs_occupancy_example"})  # noqa: S102
     out = capsys.readouterr().out
     assert "hacks (all)" in out and "r = 0.987" in out
+
+
+def test_chi2_sweep_warm_dual_matches_clarabel(small):
+    from klsim.occupancy import chi2_sweep
+
+    lams = [0.02, 2.0, 0.2]
+    warm = chi2_sweep(small, lams)
+    for lam, r in zip(lams, warm):
+        assert r.params["coef"] == lam
+        assert np.max(np.abs(r.occupancy - solve_chi2(small, lam).occupancy)) <= 1e-6

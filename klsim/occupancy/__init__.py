@@ -67,6 +67,7 @@ from klsim.occupancy.proxies import (
 )
 from klsim.occupancy.regularized import (
     chi2_path_map,
+    chi2_sweep,
     greedy_policy,
     solve_action_kl,
     solve_chi2,
@@ -76,6 +77,7 @@ from klsim.occupancy.regularized import (
 )
 
 __all__ = [
+    "chi2_sweep",
     "sample_orpo",
     "orpo_penalty",
     "frank_wolfe",

@@ -32,6 +32,7 @@ from klsim.occupancy.problem import OccupancyProblem, finalize
 from klsim.results import OccupancyResult
 
 __all__ = [
+    "chi2_sweep",
     "solve_chi2",
     "solve_sqrt_chi2",
     "solve_occupancy_kl",
@@ -209,6 +210,26 @@ def solve_chi2(
         status=status,
         diagnostics={"polished": vp is not None},
     )
+
+
+def chi2_sweep(prob: OccupancyProblem, coefs, *, method: str = "dual") -> list[OccupancyResult]:
+    """Solve the χ² problem for many coefficients, reusing work along the path (issue item 7).
+
+    ``"dual"`` (default): coefficients are visited in decreasing order and each smooth-dual Newton solve is
+    warm-started at the previous V* (a few Newton steps per point).  ``"clarabel"``: the constraint data
+    are built once (Clarabel itself has no warm start).  Results are returned in the input order.
+    """
+    coefs = np.asarray(coefs, dtype=np.float64).ravel()
+    check_choice("method", method, ("dual", "clarabel", "osqp"))
+    order = np.argsort(-coefs, kind="stable")
+    out: list = [None] * coefs.size
+    V = None
+    for i in order:
+        res = solve_chi2(prob, float(coefs[i]), method=method, warm_start=V)
+        if method == "dual":
+            V = res.diagnostics["V"]
+        out[i] = res
+    return out
 
 
 def _polish(
