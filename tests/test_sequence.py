@@ -135,3 +135,20 @@ def test_bad_input():
         lm = SequenceLM.random(1, 2, 1)
         e = enumerate_sequences(2, 1)
         pref_twin(gather_batch(e, tuple_samples(lm, e, 2), lm, lm), name="dpo", beta=0.0)
+
+
+def test_occupancy_chi2_penalty_matches_klsim_occupancy():
+    """Within the clamp the χ²-occupancy reward penalty λ(e^s − 1) is klsim.occupancy's orpo_penalty(s, λ/2)
+    (its coefficient convention: penalty 2·coef·(e^d − 1), gradient coef·∇χ²)."""
+    from klsim.occupancy.orpo import orpo_penalty
+    from klsim.sequence import occupancy_chi2_twin
+
+    lm = SequenceLM.random(2, 3, 2, seed=8)
+    ref = SequenceLM.random(2, 3, 2, seed=9)
+    e = enumerate_sequences(3, 2)
+    s = single_samples(lm, e)
+    b = gather_batch(e, s, lm, ref, rewards=np.zeros((2, e.n_sequences)))
+    lam = 0.7
+    out = occupancy_chi2_twin(b, kl_coef=lam)
+    seq = np.sum(b["mask"] * (b["logp"] - b["ref_logp"]), -1)[:, 0]
+    np.testing.assert_allclose(out.value, orpo_penalty(seq, lam / 2, "chi2"), rtol=1e-13, atol=1e-15)
