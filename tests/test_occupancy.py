@@ -10,6 +10,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from klsim import garnet
 from klsim.mdp import TabularMDP
@@ -43,6 +45,7 @@ from klsim.occupancy import (
     random_case,
     random_mdp,
     random_policy_family,
+    sample_orpo,
     solve_action_kl,
     solve_chi2,
     solve_occupancy_kl,
@@ -443,3 +446,35 @@ def test_chi2_sweep_warm_dual_matches_clarabel(small):
     for lam, r in zip(lams, warm):
         assert r.params["coef"] == lam
         assert np.max(np.abs(r.occupancy - solve_chi2(small, lam).occupancy)) <= 1e-6
+
+
+def test_sample_orpo_penalty_keeps_policy_closer_to_base():
+    from klsim.envs.tomato import TomatoWateringEnv, tomato_base_policy, tomato_tabular
+
+    tab = tomato_tabular()
+    pb = tomato_base_policy(tab)
+    prob = occupancy_problem(tab.mdp, pb, tab.proxy_reward, tab.true_reward)
+    env = TomatoWateringEnv()
+    runs = {
+        c: sample_orpo(env, pb, c, n_iter=30, episodes=10, step_size=2.0, prob=prob, seed=1)
+        for c in (0.0, 1e-3)
+    }
+    for r in runs.values():  # exact re-evaluation of every iterate is recorded
+        assert r.history["chi2"].size == 30 and np.isfinite(r.history["true_return"]).all()
+    assert runs[1e-3].chi2 < runs[0.0].chi2
+
+
+@settings(max_examples=25)
+@given(st.integers(2, 7), st.integers(1, 4), st.sampled_from([0.0, 0.5, 0.9, 0.99]), st.integers(0, 10**6))
+def test_occupancy_properties(S, A, gamma, seed):
+    mdp = random_mdp(S, A, gamma=gamma, alpha=0.3, seed=seed, initial="single")
+    pi = np.random.default_rng(seed).dirichlet(np.full(A, 0.3), size=S)
+    mu = occupancy(mdp, pi)
+    assert abs(mu.sum() - 1) <= 1e-10 and flow_residual(mdp, mu) <= 1e-10 and mu.min() >= 0
+    assert abs(
+        np.sum(mu * mdp.R)
+        - (1 - gamma)
+        * mdp.initial
+        @ reg._solve_policy_system(mdp, pi, np.sum(pi * mdp.R, 1), transpose=False)
+    ) <= 1e-10 * max(1, np.abs(mdp.R).max())
+    np.testing.assert_allclose(occupancy(mdp, policy_from_occupancy(mu, pi)), mu, atol=1e-12)
