@@ -1,7 +1,7 @@
 """Distributed training on CPU with gloo and 2 processes (spec §9 claim 6, issue 8 item 3).
 
 The same entry point (``python -m klsim_llm.train_cli train CFG``) runs under ``torch.distributed.run``
-(torchrun) with DDP; its final weights must equal one process with the same global batch, and one process
+(torchrun) with DDP and with FSDP2, and under ``accelerate launch`` with DDP; its final weights must equal one process with the same global batch, and one process
 with gradient accumulation 2, after 5 steps: relative ≤ 1e-9 in float64.
 """
 
@@ -78,18 +78,29 @@ def _max_rel(a: dict, b: dict) -> float:
     return worst
 
 
-def _torchrun(cfg: Path, name: str) -> None:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(cfg: Path, name: str, launcher: str = "torchrun") -> None:
     import json
 
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0"]
-    run += [
-        "--rdzv_backend=c10d",
-        "--rdzv_endpoint=localhost:0",
-        "-m",
-        "klsim_llm.train_cli",
-        "train",
-        str(cfg),
-    ]
+    if launcher == "torchrun":
+        run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0"]
+        run += ["--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0"]
+    else:  # accelerate launch: --multi_gpu selects its torchrun-style launcher; the trainer picks gloo on CPU
+        run = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"]
+        run += [
+            "--num_machines=1",
+            "--mixed_precision=no",
+            "--dynamo_backend=no",
+            f"--main_process_port={_free_port()}",
+        ]
+    run += ["-m", "klsim_llm.train_cli", "train", str(cfg)]
     r = subprocess.run(run, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(x) for x in (cfg.parent / name / "metrics.jsonl").read_text().splitlines()]
@@ -109,13 +120,15 @@ def test_torchrun_ddp_and_fsdp_two_processes_equal_single_process(tmp_path):
             Trainer(load_config(path)).train()
     finally:
         torch.set_num_threads(n)
-    _torchrun(_cfg(tmp_path, "ddp"), "ddp")
-    _torchrun(_cfg(tmp_path, "fsdp", strategy="fsdp"), "fsdp")  # FSDP2 fully_shard runs on CPU/gloo here
-    p1, pa, pd, pf = (_final_policy(tmp_path, n) for n in ("single", "accum", "ddp", "fsdp"))
+    _launch(_cfg(tmp_path, "ddp"), "ddp")
+    _launch(_cfg(tmp_path, "fsdp", strategy="fsdp"), "fsdp")  # FSDP2 fully_shard runs on CPU/gloo here
+    _launch(_cfg(tmp_path, "acc"), "acc", launcher="accelerate")
+    p1, pa, pd, pf, pc = (_final_policy(tmp_path, n) for n in ("single", "accum", "ddp", "fsdp", "acc"))
     assert _max_rel(p1, _init_policy(single)) > 1e-4  # training moved the weights
     assert _max_rel(p1, pd) <= 1e-9
     assert _max_rel(p1, pa) <= 1e-9
     assert _max_rel(p1, pf) <= 1e-9
+    assert _max_rel(p1, pc) <= 1e-9
 
 
 def _init_policy(cfg_path: Path) -> dict:
