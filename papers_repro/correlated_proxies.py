@@ -567,12 +567,13 @@ def _two_state_figure(args, ts) -> Path:
     for k in ("J", "kl_ad", "l1", "kl_om", "chi2"):
         ax.loglog(c["p"], np.maximum(c[k], 1e-16), label=k)
     ax.axvline(1e-2, color="k", ls=":", lw=0.8)
-    ax.annotate("p = 1e-2", (1e-2, 1e-3))
+    ax.annotate("p = 1e-2", (1.2e-2, 1e-6))
     ax.set_xlabel("p = π(a2|s1)  (p_b = 1e-4, γ = 0.99)")
-    ax.legend()
+    ax.legend(loc="lower left", fontsize=6)
     ax = axes[0, 1]
+    keep = c["p"] >= 1e-4  # p ≥ p_b: moving toward the absorbing state
     for g, (kl, gap) in c["gaps"].items():
-        ax.semilogx(np.maximum(kl, 1e-16), gap, label=f"γ={g}")
+        ax.semilogx(np.maximum(kl[keep], 1e-16), gap[keep], label=f"γ={g}")
     ax.set_xlabel("KL_AD(π‖π_b)")
     ax.set_ylabel("J_b − J")
     ax.set_title("Tiny action KL, large return gap")
