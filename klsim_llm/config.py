@@ -401,7 +401,16 @@ class PPOConfig:
             _choice("ppo.baseline", self.baseline, ("none", "rloo", "group_mean", "grpo"))
 
 
-PREFERENCE_LOSSES = ("dpo", "ipo", "ipo_lennorm", "fdpo", "is_daa", "hdpo", "tdpo1", "tdpo2", "sparsepo")
+PREFERENCE_LOSSES = (
+    "dpo",
+    "ipo",
+    "ipo_lennorm",
+    "fdpo",
+    "is_daa",
+    "hdpo",
+    "tdpo1",
+    "tdpo2",
+)  # SparsePO: not in the registry yet
 DIFFERENCE_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair")
 NON_DIFFERENCE_LOSSES = ("bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down", "discopop")
 
