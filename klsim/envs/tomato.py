@@ -142,7 +142,7 @@ class TomatoWateringEnv(gym.Env):
     :func:`tomato_tabular` index), ``true_reward``, ``proxy_reward``, ``on_bucket``.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
         self,
@@ -346,7 +346,11 @@ def tomato_base_policy(
 
 def _register() -> None:
     if "klsim/TomatoWatering-v0" not in gym.registry:
-        gym.register(id="klsim/TomatoWatering-v0", entry_point="klsim.envs.tomato:TomatoWateringEnv")
+        gym.register(
+            id="klsim/TomatoWatering-v0",
+            entry_point="klsim.envs.tomato:TomatoWateringEnv",
+            max_episode_steps=100,
+        )
     try:
         from klsim.envs.registration import register_mdp
     except ImportError:  # pragma: no cover
