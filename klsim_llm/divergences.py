@@ -162,24 +162,13 @@ class _ChunkedDivergence(torch.autograd.Function):
             r1 = min(n, r0 + cr)
             zp, zq = _rows(z, rows, r0, r1), _rows(zr, rows, r0, r1)
             R = r1 - r0
-            if one_block and kind in ("rkl", "fkl"):
-                lp_ = lq_ = torch.zeros(R, dtype=dtype, device=z.device)  # unused: backward uses log_softmax
-            else:
-                lp_ = torch.logsumexp(zp.to(dtype), -1) if one_block else _row_lse(zp, cv, dtype)
-                lq_ = torch.logsumexp(zq.to(dtype), -1) if one_block else _row_lse(zq, cv, dtype)
+            lp_ = torch.logsumexp(zp.to(dtype), -1) if one_block else _row_lse(zp, cv, dtype)
+            lq_ = torch.logsumexp(zq.to(dtype), -1) if one_block else _row_lse(zq, cv, dtype)
             if kind in _LSE_KINDS:
                 m = torch.full((R,), -math.inf, dtype=dtype, device=z.device)
                 s = torch.zeros((R,), dtype=dtype, device=z.device)
             acc = torch.zeros((R,), dtype=dtype, device=z.device)
             accG = torch.zeros((R,), dtype=dtype, device=z.device)
-            if one_block and kind in ("rkl", "fkl"):  # fused kernels: log_softmax, kl_div
-                lp, lq = torch.log_softmax(zp.to(dtype), -1), torch.log_softmax(zq.to(dtype), -1)
-                x, y = (lq, lp) if kind == "rkl" else (lp, lq)
-                v = torch.nn.functional.kl_div(x, y, reduction="none", log_target=True).sum(-1)
-                vals[r0:r1] = v
-                sumG[r0:r1] = _sum_G(kind, a, v, v)
-                lse_p[r0:r1], lse_q[r0:r1] = lp_, lq_
-                continue
             for v0 in range(0, V, cv):
                 lp = zp[:, v0 : v0 + cv].to(dtype) - lp_[:, None]
                 lq = zq[:, v0 : v0 + cv].to(dtype) - lq_[:, None]
@@ -214,12 +203,8 @@ class _ChunkedDivergence(torch.autograd.Function):
                 grad[r0:r1] if rows is None else torch.empty((r1 - r0, V), dtype=z.dtype, device=z.device)
             )
             for v0 in range(0, V, cv):
-                if cv >= V:
-                    lp = torch.log_softmax(zp.to(lse_p.dtype), -1)
-                    lq = torch.log_softmax(zq.to(lse_p.dtype), -1)
-                else:
-                    lp = zp[:, v0 : v0 + cv].to(lse_p.dtype) - lse_p[r0:r1, None]
-                    lq = zq[:, v0 : v0 + cv].to(lse_p.dtype) - lse_q[r0:r1, None]
+                lp = zp[:, v0 : v0 + cv].to(lse_p.dtype) - lse_p[r0:r1, None]
+                lq = zq[:, v0 : v0 + cv].to(lse_p.dtype) - lse_q[r0:r1, None]
                 dz = _dz(kind, a, lp, lq, sumG[r0:r1, None])
                 g_rows[:, v0 : v0 + cv] = dz.mul_(gout[r0:r1, None])
             if rows is not None:
