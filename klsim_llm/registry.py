@@ -31,8 +31,7 @@ Keyword arguments per family
     Σ_t log π_t · sg(Σ_{s≥t} k_s) (k detached, as when −β·k_t is added to the token rewards).
     ``logits``/``ref_logits`` are required by ``fv_partial`` / ``fv_rtg``.  The caller multiplies by β.
 ``div`` (:data:`DIVERGENCES`, ``klsim_llm.divergences``)
-    ``fn(logits, ref_logits, mask=None, *, reduction="sum", chunk_rows=None, chunk_vocab=None,
-    temperature=1.0, **param)`` with ``param`` = ``beta`` (``jsd_beta``, ``gkd_jsd``), ``alpha``
+    ``fn(logits, ref_logits, mask=None, *, reduction="sum", chunk_rows=None, chunk_vocab=None, **param)`` with ``param`` = ``beta`` (``jsd_beta``, ``gkd_jsd``), ``alpha``
     (``alpha``), ``tsallis_q`` (``tsallis``).  ``logits`` (…, V) are the policy's (differentiable),
     ``ref_logits`` the reference's (no gradient).  D(p‖q) with p = softmax(logits), q = softmax(ref_logits).
 ``pref`` (:data:`OBJECTIVES`: ``dpo``, ``ipo``, ``ipo_lennorm``, ``fdpo``, ``is_daa``, ``hdpo``, ``tdpo1``, ``tdpo2``)
@@ -43,8 +42,10 @@ Keyword arguments per family
     The loss is the mean over the B pairs.
 ``pg`` (:data:`OBJECTIVES`: ``reinforce``, ``rloo``, ``grpo``, ``ppo``)
     ``fn(logp, ref_logp, mask, rewards, *, old_logp=None, group_size=1, beta=0.0, kl_estimator="k1",
-    kl_placement="reward", agg="seq_sum", normalize="none", clip_eps=(0.2, 0.2))``.
-    Loss = mean over rows of the per-row surrogate.
+    kl_placement="reward", agg="seq_sum", baseline=None, clip_eps=(0.2, 0.2), **kl_kwargs)``;
+    ``baseline`` ∈ {none, rloo, group_mean, grpo} (default per objective: reinforce/ppo none, rloo rloo,
+    grpo grpo = mean/std); ``kl_kwargs`` go to ``kl_term`` (clamps, ``is_level``).  Loss = ``agg`` of the
+    per-token surrogate (plus β·KL term when ``kl_placement="loss"``).
 ``nash`` (:data:`OBJECTIVES`: ``nash_mp``)
     ``fn(logp, ref_logp, anchor_logp, mask, preference, *, beta, eta)``; ``preference`` (B,) = P̂(y ≻ y').
 ``occupancy`` (:data:`OBJECTIVES`: ``occupancy_chi2``)
