@@ -26,7 +26,8 @@ Keyword arguments per family
 ----------------------------
 ``kl`` (:data:`KL_ESTIMATORS`, ``klsim_llm.estimators``)
     ``fn(logp, ref_logp, mask, *, old_logp=None, logits=None, ref_logits=None, placement="loss",
-    agg="seq_sum", log_ratio_clamp=None, kl_clamp=None, is_level="token", is_clamp=None)``.
+    agg="seq_sum", log_ratio_clamp=None, kl_clamp=None, is_level="token", is_clamp=None,
+    reward_to_go=True, hand_backward=False)``.
     ``placement="loss"`` returns agg(k_t); ``placement="reward"`` returns the score-function surrogate
     Σ_t log π_t · sg(Σ_{s≥t} k_s) (k detached, as when −β·k_t is added to the token rewards).
     ``logits``/``ref_logits`` are required by ``fv_partial`` / ``fv_rtg``.  The caller multiplies by β.
