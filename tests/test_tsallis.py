@@ -387,3 +387,49 @@ def test_parallel_dispatch_gives_the_same_bits(monkeypatch, rng):
     monkeypatch.setattr(tsk, "PARALLEL_MIN_THREADS", 0)
     for q, s in zip((2.0, 3.0), serial):
         np.testing.assert_array_equal(tsallis_policy(Q, q, 0.3), s)
+
+
+def _sorted_q2_rows(Q: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: the full sorted q = 2 path (every candidate above ν_lo sorted), row by row."""
+    from klsim._kernels.tsallis import _row_q2_sorted_call
+
+    N, A = Q.shape
+    out, nu = np.empty_like(Q), np.empty(N)
+    idx, lw, qc = np.empty(A, dtype=np.int64), np.empty(A), np.empty(A)
+    for i in range(N):
+        nu[i] = _row_q2_sorted_call(Q[i], tau, idx, lw, qc, out[i])
+    return out, nu
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers", "quarters", "one_decimal"])
+def test_q2_entropy_fast_path_matches_sorted_path_and_sparsemax(kind, rng):
+    """The λ = 0, q = 2 fast path (top-two candidate filter) gives the sorted path's bits, on random and
+    tie-heavy rows (ties at the threshold get probability 0), and equals an independent sparsemax."""
+    for A in (1, 2, 3, 7, 20, 33):
+        N = 150
+        if kind == "normal":
+            Q = rng.normal(size=(N, A)) * rng.uniform(0.01, 10.0)
+        elif kind == "integers":
+            Q = rng.integers(-3, 4, size=(N, A)).astype(np.float64)
+        elif kind == "quarters":
+            Q = rng.integers(-2, 3, size=(N, A)) * 0.25
+        else:
+            Q = np.round(rng.normal(size=(N, A)), 1)
+        for tau in (1e-12, 0.125, 0.25, 0.5, 1.5, 1e8):
+            out, nu = np.empty_like(Q), np.empty(N)
+            tsallis_threshold_rows(Q, np.zeros((1, A)), 0.0, tau, 2.0, out, nu)
+            ref_out, ref_nu = _sorted_q2_rows(Q, tau)
+            np.testing.assert_array_equal(out, ref_out)
+            np.testing.assert_array_equal(nu, ref_nu)
+            pi = np.exp(out)
+            # the reference works on z = Q/(2τ) uncentered: its rounding is ~eps·max|z| (large for tiny τ)
+            tol = 1e-12 + 1e-15 * float(np.max(np.abs(Q))) / tau
+            np.testing.assert_allclose(pi, sparsemax(Q / (2 * tau)), atol=tol, rtol=0)
+            assert np.all(np.abs(pi.sum(axis=1) - 1.0) <= 1e-13)
+    # the compiled fast path equals its pure-Python twin (the rows' helpers stay compiled)
+    Q = np.round(rng.normal(size=(40, 9)), 1)
+    o1, n1, o2, n2 = np.empty_like(Q), np.empty(40), np.empty_like(Q), np.empty(40)
+    tsallis_threshold_rows(Q, np.zeros((1, 9)), 0.0, 0.5, 2.0, o1, n1)
+    tsallis_threshold_rows.py_func(Q, np.zeros((1, 9)), 0.0, 0.5, 2.0, o2, n2)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(n1, n2)
