@@ -149,7 +149,7 @@ def _rows(z: torch.Tensor, rows: torch.Tensor | None, r0: int, r1: int) -> torch
 
 class _ChunkedDivergence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, zr, rows, kind, a, cr, cv):
+    def forward(ctx, z, zr, rows, kind, a, cr, cv, temp=1.0):
         dtype = torch.promote_types(z.dtype, torch.float32)
         n = z.shape[0] if rows is None else rows.numel()
         V = z.shape[-1]
@@ -160,7 +160,10 @@ class _ChunkedDivergence(torch.autograd.Function):
         sumG = torch.empty(n, dtype=dtype, device=z.device)
         for r0 in range(0, n, cr):
             r1 = min(n, r0 + cr)
-            zp, zq = _rows(z, rows, r0, r1), _rows(zr, rows, r0, r1)
+            zp, zq = (
+                _tempered(_rows(z, rows, r0, r1), temp, dtype),
+                _tempered(_rows(zr, rows, r0, r1), temp, dtype),
+            )
             R = r1 - r0
             lp_ = torch.logsumexp(zp.to(dtype), -1) if one_block else _row_lse(zp, cv, dtype)
             lq_ = torch.logsumexp(zq.to(dtype), -1) if one_block else _row_lse(zq, cv, dtype)
@@ -186,19 +189,20 @@ class _ChunkedDivergence(torch.autograd.Function):
             sumG[r0:r1] = accG if kind == "jsd" else _sum_G(kind, a, v, acc)
             lse_p[r0:r1], lse_q[r0:r1] = lp_, lq_
         ctx.save_for_backward(z, zr, rows, lse_p, lse_q, sumG)
-        ctx.meta = (kind, a, cr, cv)
+        ctx.meta = (kind, a, cr, cv, temp)
         return vals
 
     @staticmethod
     def backward(ctx, gout):
         z, zr, rows, lse_p, lse_q, sumG = ctx.saved_tensors
-        kind, a, cr, cv = ctx.meta
+        kind, a, cr, cv, temp = ctx.meta
         grad = torch.zeros_like(z)
         V = z.shape[-1]
         n = z.shape[0] if rows is None else rows.numel()
         for r0 in range(0, n, cr):
             r1 = min(n, r0 + cr)
-            zp, zq = _rows(z, rows, r0, r1), _rows(zr, rows, r0, r1)
+            zp = _tempered(_rows(z, rows, r0, r1), temp, lse_p.dtype)
+            zq = _tempered(_rows(zr, rows, r0, r1), temp, lse_p.dtype)
             g_rows = (
                 grad[r0:r1] if rows is None else torch.empty((r1 - r0, V), dtype=z.dtype, device=z.device)
             )
@@ -206,10 +210,15 @@ class _ChunkedDivergence(torch.autograd.Function):
                 lp = zp[:, v0 : v0 + cv].to(lse_p.dtype) - lse_p[r0:r1, None]
                 lq = zq[:, v0 : v0 + cv].to(lse_p.dtype) - lse_q[r0:r1, None]
                 dz = _dz(kind, a, lp, lq, sumG[r0:r1, None])
-                g_rows[:, v0 : v0 + cv] = dz.mul_(gout[r0:r1, None])
+                g_rows[:, v0 : v0 + cv] = dz.mul_(gout[r0:r1, None] / temp)
             if rows is not None:
                 grad.index_copy_(0, rows[r0:r1], g_rows)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
+
+
+def _tempered(zc: torch.Tensor, temp: float, dtype) -> torch.Tensor:
+    """A row chunk divided by the temperature (a chunk-sized copy only when temp ≠ 1)."""
+    return zc if temp == 1.0 else zc.to(dtype) / temp
 
 
 def _dz(kind: str, a: float, lp: torch.Tensor, lq: torch.Tensor, sumG: torch.Tensor) -> torch.Tensor:
@@ -242,8 +251,10 @@ def divergence_per_token(
     tsallis_q: float = 2.0,
     chunk_rows: int | None = None,
     chunk_vocab: int | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Per-position D(softmax(logits)‖softmax(ref_logits)), shape ``logits.shape[:-1]``, 0 where ``mask`` is False.
+    """Per-position D(softmax(logits/T)‖softmax(ref_logits/T)), shape ``logits.shape[:-1]``, 0 where ``mask`` is
+    False (T = ``temperature``: the KL between tempered distributions, as TRL and verl compute it).
 
     Chunked over rows (``chunk_rows``, default ≈ 2²⁰/chunk_vocab) and vocabulary (``chunk_vocab``, default
     min(V, 32768)); the gradient flows to ``logits`` only.  Result dtype: float32 or wider.
@@ -267,7 +278,8 @@ def divergence_per_token(
     )
     rows = torch.nonzero(flat_mask).reshape(-1)
     cr, cv = _default_chunks(rows.numel(), V, chunk_rows, chunk_vocab)
-    vals = _ChunkedDivergence.apply(z, zr, rows, kind, a, cr, cv)
+    temp = check_finite_scalar("temperature", temperature, positive=True)
+    vals = _ChunkedDivergence.apply(z, zr, rows, kind, a, cr, cv, temp)
     dtype = vals.dtype
     out = torch.zeros(z.shape[0], dtype=dtype, device=z.device).index_put((rows,), vals)
     return (scale * out).reshape(logits.shape[:-1])
@@ -282,12 +294,13 @@ def divergence_per_token_naive(
     beta: float = 0.5,
     alpha: float = 0.5,
     tsallis_q: float = 2.0,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """The straightforward full-logits autograd version (the benchmark peer and the differential-test oracle)."""
     kind, a, scale = _canonical(name, beta, alpha, tsallis_q)
     dtype = torch.promote_types(logits.dtype, torch.float32)
-    lp = torch.log_softmax(logits.to(dtype), -1)
-    lq = torch.log_softmax(ref_logits.detach().to(dtype), -1)
+    lp = torch.log_softmax(logits.to(dtype) / temperature, -1)
+    lq = torch.log_softmax(ref_logits.detach().to(dtype) / temperature, -1)
     contrib, _ = _elementwise(kind, a, lp, lq)
     if kind in _LSE_KINDS:
         val = _finish_value(kind, a, torch.logsumexp(contrib, -1))

@@ -224,7 +224,7 @@ def _div_cases(name: str) -> list[tuple[dict, dict, bool]]:
         "alpha": [dict(alpha=0.3), dict(alpha=0.0), dict(alpha=1.0)],
         "tsallis": [dict(tsallis_q=1.5)],
     }.get(name, [{}])
-    chunks = [dict(chunk_rows=2, chunk_vocab=2)] + [{}] * (len(par) - 1)
+    chunks = [dict(chunk_rows=2, chunk_vocab=2, temperature=0.7)] + [{}] * (len(par) - 1)
     return [(_PE, dict(p, **c), True) for p, c in zip(par, chunks)] + [
         (_P1, dict(reduction="token_mean"), True)
     ]

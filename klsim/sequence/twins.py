@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from klsim.divergences import js_divergence, kl_divergence, logsumexp
+from klsim.divergences import js_divergence, kl_divergence, log_softmax, logsumexp
 from klsim.sequence.lm import TwinOut
 
 __all__ = [
@@ -263,12 +263,20 @@ def divergence_twin(
     reduction: str = "sum",
     chunk_rows: int | None = None,
     chunk_vocab: int | None = None,
+    temperature: float = 1.0,
     **param,
 ) -> TwinOut:
-    """Twin of ``klsim_llm.divergences`` entries: Σ (or mean) over masked positions of D(π_t‖π_ref,t)
-    (``chunk_rows``/``chunk_vocab`` only change how torch computes it)."""
+    """Twin of ``klsim_llm.divergences`` entries: Σ (or mean) over masked positions of D(π_t^T‖π_ref,t^T)
+    between the tempered distributions softmax(log π/T) (``chunk_rows``/``chunk_vocab`` only change how torch
+    computes it).  Chain rule: ∂/∂log π = (1/T)(G_T − π^T·ΣG_T)."""
     lq, rq, mask = batch["logq"], batch["ref_logq"], batch["mask"]
+    if temperature <= 0:
+        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
+    if temperature != 1.0:
+        lq, rq = log_softmax(lq / temperature), log_softmax(rq / temperature)
     val, d = divergence_rows(name, lq, rq, **param)
+    if temperature != 1.0:
+        d = (d - np.exp(lq) * d.sum(-1, keepdims=True)) / temperature
     m = mask.astype(float)
     if reduction == "sum":
         w = m

@@ -58,6 +58,18 @@ def test_chunked_equals_unchunked_autograd(name, chunks):
 
 
 @pytest.mark.parametrize("name", DIVERGENCE_NAMES)
+def test_temperature_chunked_equals_unchunked(name):
+    z, zr, mask = _inputs(seed=6)
+    v = divergence_per_token(name, z, zr, mask, chunk_rows=2, chunk_vocab=3, temperature=0.7, **PARAMS[name])
+    (g,) = torch.autograd.grad(v.sum(), z)
+    v0 = divergence_per_token_naive(name, z, zr, mask, temperature=0.7, **PARAMS[name])
+    (g0,) = torch.autograd.grad(v0.sum(), z)
+    assert torch.max(torch.abs(v - v0)) <= 1e-12 * max(1.0, float(v0.detach().abs().max()))
+    assert torch.max(torch.abs(g - g0)) <= 1e-12 * max(1.0, float(g0.abs().max()))
+    assert torch.max(torch.abs(v - divergence_per_token(name, z, zr, mask, **PARAMS[name]))) > 1e-6
+
+
+@pytest.mark.parametrize("name", DIVERGENCE_NAMES)
 def test_gradcheck_finite_differences(name):
     z, zr, mask = _inputs(seed=1, shape=(2, 3, 5), scale=1.0)
     torch.autograd.gradcheck(
