@@ -152,3 +152,98 @@ def test_occupancy_chi2_penalty_matches_klsim_occupancy():
     out = occupancy_chi2_twin(b, kl_coef=lam)
     seq = np.sum(b["mask"] * (b["logp"] - b["ref_logp"]), -1)[:, 0]
     np.testing.assert_allclose(out.value, orpo_penalty(seq, lam / 2, "chi2"), rtol=1e-13, atol=1e-15)
+
+
+def _descend(lm, e, samples_fn, loss_fn, n_iter=3000, lr=2.0):
+    """Exact gradient descent of Σ_s w_s ℓ_s (weights fixed by ``samples_fn``) on the logit table."""
+    for _ in range(n_iter):
+        s = samples_fn()
+        _, g = expected_loss(lm, e, s, loss_fn(lm, s))
+        lm = lm.with_logits(lm.logits - lr * g)
+    return lm
+
+
+@pytest.mark.parametrize("name,params", [("dpo", {}), ("hdpo", {"alpha": 0.7}), ("ipo", {})])
+def test_preference_losses_reach_their_closed_form_optima(name, params):
+    """Spec §9 claim 4 on a one-step tabular LM (exact expected gradients): DPO with Bradley-Terry labels →
+    π_ref·e^{r/β}; H-DPO → (π_ref·e^{r/β})^{1/α}; IPO with pairs iid ~ μ = π_ref labelled by P →
+    π_ref·exp(P(·≻μ)/β)."""
+    from klsim.divergences import kl_divergence, log_softmax
+    from klsim.sequence import Samples
+
+    V, beta = 4, 0.8
+    ref = SequenceLM.random(1, V, 1, seed=11)
+    e = enumerate_sequences(V, 1)
+    r = np.array([0.3, -0.5, 1.0, 0.1])
+    base = tuple_samples(ref, e, 2)  # ordered pairs (y, y′) ~ μ ⊗ μ
+    yw, yl = base.seq[:, 0], base.seq[:, 1]
+    if name == "ipo":
+        rng = np.random.default_rng(3)
+        P = rng.uniform(size=(V, V))
+        P = 0.5 * (P + 1 - P.T)
+        lab = P[yw, yl]
+    else:
+        lab = 1.0 / (1.0 + np.exp(-(r[yw] - r[yl])))
+    pairs = Samples(base.prompt, base.seq, base.weight * lab)  # (y preferred to y′) with its probability
+    lm = _descend(
+        ref,
+        e,
+        lambda: pairs,
+        lambda lm, s: pref_twin(gather_batch(e, s, lm, ref), name=name, beta=beta, **params),
+        n_iter=1500 if name != "ipo" else 800,
+        lr=2.0 if name != "ipo" else 0.3,
+    )
+    lr_ = ref.log_policy[0, 0]
+    if name == "dpo":
+        star = log_softmax(lr_ + r / beta)
+    elif name == "hdpo":
+        star = log_softmax((lr_ + r / beta) / params["alpha"])
+    else:
+        star = log_softmax(lr_ + P @ np.exp(lr_) / beta)
+    assert kl_divergence(star, lm.log_policy[0, 0]) <= 1e-8
+
+
+@pytest.mark.parametrize("div,alpha", [("fkl", 0.5), ("js", 0.5), ("alpha", 0.3), ("alpha", 0.7)])
+def test_fdpo_reaches_bisection_oracle(div, alpha):
+    """f-DPO with Bradley-Terry labels → π* = π_ref·u with r = β f′(u) + C, C by bisection so that Σ π_ref u = 1
+    (spec §4 f-DPO table, §9 claim 4)."""
+    from scipy.optimize import brentq
+
+    from klsim.divergences import kl_divergence
+    from klsim.sequence import Samples
+
+    V, beta = 4, 0.8
+    ref = SequenceLM.random(1, V, 1, seed=12)
+    e = enumerate_sequences(V, 1)
+    r = np.array([0.3, -0.5, 1.0, 0.1])
+    base = tuple_samples(ref, e, 2)
+    yw, yl = base.seq[:, 0], base.seq[:, 1]
+    pairs = Samples(base.prompt, base.seq, base.weight / (1.0 + np.exp(-(r[yw] - r[yl]))))
+    lm = _descend(
+        ref,
+        e,
+        lambda: pairs,
+        lambda lm, s: pref_twin(
+            gather_batch(e, s, lm, ref), name="fdpo", beta=beta, divergence=div, alpha=alpha
+        ),
+        n_iter=3000,
+        lr=2.0,
+    )
+    pref = np.exp(ref.log_policy[0, 0])
+
+    def u_of(C):
+        if div == "fkl":
+            return beta / (C - r)
+        if div == "js":
+            t = np.exp((r - C) / beta)
+            return t / (2 - t)
+        return (1 - alpha * (r - C) / beta) ** (-1 / alpha)
+
+    lo = {
+        "fkl": r.max() + 1e-9,
+        "js": r.max() - beta * np.log(2) + 1e-9,
+        "alpha": r.max() - beta / alpha + 1e-9,
+    }[div]
+    C = brentq(lambda c: np.sum(pref * u_of(c)) - 1.0, lo, lo + 100.0, xtol=1e-15)
+    star = np.log(pref * u_of(C))
+    assert kl_divergence(star, lm.log_policy[0, 0]) <= 1e-8
