@@ -491,12 +491,20 @@ class Trainer:
         base = self.rank * self.cfg.dist.grad_accum
         return [list(range((base + m) * per, (base + m + 1) * per)) for m in range(self.cfg.dist.grad_accum)]
 
+    def _perm(self, stream: int, epoch: int, n: int) -> np.ndarray:
+        """Permutation of epoch ``epoch`` of a data set of size n, keyed by (seed, stream, epoch); cached."""
+        key = (stream, epoch, n)
+        cache = self.__dict__.setdefault("_perm_cache", {})
+        if key not in cache:
+            if len(cache) > 4:
+                cache.clear()
+            cache[key] = np.random.default_rng([self.cfg.seed, stream, epoch]).permutation(n)
+        return cache[key]
+
     def _prompt_index(self, step: int, slot: int) -> int:
         n = len(self.task.prompts)
-        g = step * self.cfg.rollout.prompts_per_step + slot
-        epoch, pos = divmod(g, n)
-        perm = np.random.default_rng([self.cfg.seed, 7, epoch]).permutation(n)
-        return int(perm[pos])
+        epoch, pos = divmod(step * self.cfg.rollout.prompts_per_step + slot, n)
+        return int(self._perm(7, epoch, n)[pos])
 
     def _no_sync(self, last: bool):
         if not last and hasattr(self.lp, "no_sync"):
@@ -608,7 +616,7 @@ class Trainer:
         perm_keys = []
         for s in slots:  # shuffled epochs over the data set, keyed by (seed, epoch)
             epoch, pos = divmod(step * cfg.algo.batch_size + s, n)
-            perm_keys.append(int(np.random.default_rng([cfg.seed, 11, epoch]).permutation(n)[pos]))
+            perm_keys.append(int(self._perm(11, epoch, n)[pos]))
         pairs = [self.task.pairs[k] for k in perm_keys]
         prompts = [p for p, _, _ in pairs] * 2
         resp = [c for _, c, _ in pairs] + [r for _, _, r in pairs]

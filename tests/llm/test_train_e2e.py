@@ -82,6 +82,7 @@ def test_bandit_pg_converges_to_tilted_reference(tmp_path, beta, r):
     kl0 = _kl(star, ref)
     tr.train()
     kl = _kl(star, _next_token_logp(tr.policy, [0]))
+    print(f"bandit beta={beta}: KL(pi*||pi_theta)={kl:.2e} (start {kl0:.2e})")
     assert kl0 > 0.02  # the optimum is away from the start, so the claim can fail
     assert kl < 0.01, (kl, kl0)
 
@@ -112,8 +113,9 @@ def test_dpo_tabular_preferences_reach_closed_form(tmp_path, mode):
     tr.train()
     got = torch.log_softmax(_next_token_logp(tr.policy, [0])[1:], -1)
     kl = _kl(star, got)
+    print(f"dpo {mode}: KL(pi*||pi_theta)={kl:.2e} (start {kl0:.2e})")
     assert kl0 > 0.05
-    assert kl < 1e-3, (kl, kl0)
+    assert kl < 1e-6, (kl, kl0)  # full-batch DPO on exact labels: the closed form itself
 
 
 def test_nash_mp_tracks_klsim_iterates(tmp_path):
@@ -146,8 +148,9 @@ def test_nash_mp_tracks_klsim_iterates(tmp_path):
         worst = max(worst, float(np.sum(np.exp(exact) * (exact - got))))
         moved = max(moved, float(np.sum(np.exp(exact) * (exact - log_ref))))
         assert row["preference_queries"] == k * 2 * 40 * 256
+    print(f"nash_mp: worst KL(exact_k||pi_k)={worst:.2e}, max KL(exact_k||pi_ref)={moved:.2e}")
     assert moved > 0.1  # the iterates move well beyond the tolerance
-    assert worst < 0.01, (worst, moved)
+    assert worst < 2e-3, (worst, moved)
 
 
 # --- 3-token enumerable task ----------------------------------------------------------------------------
@@ -243,8 +246,9 @@ def test_sequence_rtg_reaches_exact_regularized_optimum(tmp_path):
     assert abs(float(torch.logsumexp(ref, -1))) < 1e-12  # the 8 responses are the whole support
     kl0 = _kl(star, ref)
     kl = _kl(star, got)
+    print(f"sequence rtg: KL(pi*||pi_theta)={kl:.2e} (start {kl0:.2e})")
     assert kl0 > 0.05
-    assert kl < 0.01, (kl, kl0)
+    assert kl < 1e-3, (kl, kl0)
 
 
 def test_sequence_k3_as_loss_lands_on_its_implied_fixed_point(tmp_path):
