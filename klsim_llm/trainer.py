@@ -23,8 +23,8 @@ Distributed semantics: the global batch (``rollout.prompts_per_step`` prompts ×
 ``dpo.batch_size`` pairs) is split in whole prompt groups over ranks and gradient-accumulation
 micro-batches; every registry loss is a mean over rows, so each micro-batch loss is divided by
 ``grad_accum`` and DDP averages over ranks: the update equals one process with the global batch.
-(Token-mean aggregations normalize per micro-batch; use a sequence-level aggregation for exact
-equality.)
+With ``kl.aggregation='token_mean'`` (pg/ppo) each micro-batch loss S_m/n_m is rescaled to
+S_m/N_global with the all-reduced active-token count (spec §7, TRL #2623).
 """
 
 from __future__ import annotations
@@ -513,8 +513,8 @@ class Trainer:
 
     # ----- one optimizer step per method ----------------------------------------------------------------
 
-    def _rl_micro(self, slots: list[int], step: int) -> tuple[dict, int]:
-        """Rollout + loss for prompt slots; returns (metrics, n_rows)."""
+    def _rl_rollout(self, slots: list[int], step: int) -> dict:
+        """Rollout, rewards, reference and old log-probs for prompt slots (no gradient)."""
         cfg, G = self.cfg, self.cfg.rollout.group_size
         prompts = [self._prompt_index(step, s) for s in slots for _ in range(G)]
         sidx = [s * G + g for s in slots for g in range(G)]
@@ -536,6 +536,20 @@ class Trainer:
             old = ro.sampler_logp.to(mask.dtype)  # importance-correct the tempered sampler
         else:
             old = None
+        return {
+            "slots": slots,
+            "ro": ro,
+            "rewards": rewards,
+            "ref": ref,
+            "old": old,
+            "need_logits": need_logits,
+        }
+
+    def _rl_loss(self, data: dict, scale: float, last: bool) -> dict:
+        """Registry loss on one rollout micro-batch and its backward (PPO: one optimizer step per epoch)."""
+        cfg, G = self.cfg, self.cfg.rollout.group_size
+        ro, rewards, ref, old, need_logits = (data[k] for k in ("ro", "rewards", "ref", "old", "need_logits"))
+        slots, mask = data["slots"], ro.response_mask
         epochs = cfg.algo.epochs if cfg.method == "ppo" else 1
         metrics: dict[str, float] = {}
         for _ in range(epochs):
@@ -583,12 +597,43 @@ class Trainer:
             else:  # pragma: no cover - config validation keeps this unreachable
                 raise ValueError(f"method {cfg.method!r} is not an on-policy RL method")
             metrics = {f"obj/{k}": _scalar(v) for k, v in m.items()}
-            metrics["_loss"] = loss
-            if epochs > 1:
-                self._backward(loss, last=True)
+            metrics["loss"] = _scalar(loss)
+            self._backward(loss, last=last or cfg.method == "ppo", scale=scale)
+            if cfg.method == "ppo":
                 self._opt_step(metrics)
         metrics.update(self._rl_log(rewards, logp, ref, ent, mask, ro))
-        return metrics, len(sidx)
+        return metrics
+
+    def _rl_step(self) -> dict:
+        """All rollout micro-batches of this rank first (so token-mean losses can use the global active-token
+        count), then loss + backward per micro-batch, then one optimizer step (PPO: one per epoch)."""
+        shards = self._shards(self.cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
+        datas = [self._rl_rollout(slots, self.step) for slots in shards]
+        scales = [1.0 / self.cfg.dist.grad_accum] * len(datas)
+        if self.cfg.method in ("pg", "ppo") and self.cfg.kl.aggregation == "token_mean":
+            # spec §7: a token mean over the global batch. Each micro-batch loss is a local token mean
+            # S_m / n_m; rescale to S_m / N_global (times world size, since DDP averages over ranks).
+            n_loc = [float(d["ro"].response_mask.sum()) for d in datas]
+            n_glob = self._all_sum(sum(n_loc))
+            scales = [n * self.world / max(n_glob, 1.0) for n in n_loc]
+        agg: dict[str, list[float]] = {}
+        for m, (d, sc) in enumerate(zip(datas, scales)):
+            metrics = self._rl_loss(d, sc, last=m == len(datas) - 1)
+            for k, v in metrics.items():
+                agg.setdefault(k, []).append(v)
+        out = {k: float(np.mean(v)) for k, v in agg.items()}
+        if self.cfg.method != "ppo":
+            self._opt_step(out)
+        return self._all_mean(out)
+
+    def _all_sum(self, x: float) -> float:
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+
+        t = torch.tensor([x], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item())
 
     def _rl_log(self, rewards, logp, ref, ent, mask, ro: Rollout) -> dict:
         out = {
@@ -663,9 +708,10 @@ class Trainer:
         metrics["entropy"] = float((ent * rmask).sum() / rmask.sum().clamp_min(1))
         return metrics, B
 
-    def _backward(self, loss: torch.Tensor, last: bool) -> None:
+    def _backward(self, loss: torch.Tensor, last: bool, scale: float | None = None) -> None:
+        scale = 1.0 / self.cfg.dist.grad_accum if scale is None else scale
         with self._no_sync(last):
-            (loss / self.cfg.dist.grad_accum).backward()
+            (loss * scale).backward()
 
     def _opt_step(self, metrics: dict) -> None:
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -681,16 +727,12 @@ class Trainer:
         for m, slots in enumerate(shards):
             metrics, _ = fn(slots, self.step)
             loss = metrics.pop("_loss")
-            if not (self.cfg.method == "ppo"):
-                self._backward(loss, last=m == len(shards) - 1)
+            self._backward(loss, last=m == len(shards) - 1)
             agg.setdefault("loss", []).append(_scalar(loss))
             for k, v in metrics.items():
                 agg.setdefault(k, []).append(v)
-        out = {k: float(np.mean(v)) for k, v in agg.items() if k != "grad_norm"}
-        if self.cfg.method != "ppo":
-            self._opt_step(out)
-        elif "grad_norm" in agg:
-            out["grad_norm"] = float(np.mean(agg["grad_norm"]))
+        out = {k: float(np.mean(v)) for k, v in agg.items()}
+        self._opt_step(out)
         return self._all_mean(out)
 
     def _all_mean(self, metrics: dict) -> dict:
@@ -774,9 +816,7 @@ class Trainer:
         elif cfg.method in ("dpo", "fdpo"):
             metrics = self._micro_loop(self._pref_micro, cfg.algo.batch_size, "dpo.batch_size")
         else:
-            metrics = self._micro_loop(
-                self._rl_micro, cfg.rollout.prompts_per_step, "rollout.prompts_per_step"
-            )
+            metrics = self._rl_step()
         self.scheduler.step()
         self.step += 1
         kl_now = metrics.get(f"kl_{cfg.kl.estimator}", metrics.get("kl_k1"))

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _cfg(tmp: Path, name: str, **dist) -> Path:
     cfg = {
         "method": "pg",
-        "algo": {"objective": "rloo"},
+        "algo": {"objective": "grpo"},
         "task": {"name": "count", "kwargs": {"n_words": 4, "n_prompts": 8, "seed": 1}},
         "model": {
             "from_config": {
@@ -40,7 +40,9 @@ def _cfg(tmp: Path, name: str, **dist) -> Path:
             },
             "dtype": "float64",
         },
-        "kl": {"beta": 0.1, "estimator": "rtg"},
+        # token-mean k3 (TRL GRPO's form): exercises the global active-token count across ranks and
+        # micro-batches (responses stop at EOS, so token counts differ between shards)
+        "kl": {"beta": 0.1, "estimator": "k3", "aggregation": "token_mean"},
         "rollout": {"max_new_tokens": 3, "prompts_per_step": 4, "group_size": 2},
         "optim": {"lr": 0.01},
         "steps": 5,

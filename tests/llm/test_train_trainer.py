@@ -435,3 +435,24 @@ def test_every_method_and_reference_runs(tmp_path, over):
         assert "grad_norm" in r and "drift_kl_init" in r
     after = [p.detach() for p in tr.policy.parameters() if p.requires_grad]
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_token_mean_uses_the_global_token_count(tmp_path):
+    """spec §7 / TRL #2623: with token_mean aggregation, gradient accumulation over micro-batches of unequal
+    token counts gives the same update as one batch (a per-micro-batch mean would not)."""
+    over = {
+        "algo": {"objective": "grpo"},
+        "kl": {"estimator": "k3", "aggregation": "token_mean"},
+        "rollout": {"max_new_tokens": 4, "prompts_per_step": 4, "group_size": 2},
+        "optim": {"optimizer": "sgd", "lr": 0.5},
+        "steps": 1,
+    }
+    one = Trainer(config_from_dict(_cfg(tmp_path / "one", **over)))
+    two = Trainer(config_from_dict(_cfg(tmp_path / "two", **over, dist={"grad_accum": 2})))
+    datas = [two._rl_rollout(s, 0) for s in two._shards(4, "p")]
+    n = [float(d["ro"].response_mask.sum()) for d in datas]
+    assert n[0] != n[1]  # unequal token counts: a per-micro-batch mean would weight tokens differently
+    one.train_step()
+    two.train_step()
+    for a, b in zip(one.policy.parameters(), two.policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
