@@ -60,7 +60,9 @@ def _bench(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``klsim``."""
-    p = argparse.ArgumentParser(prog="klsim", description="Exact KL-regularized RL: reproductions and benchmarks.")
+    p = argparse.ArgumentParser(
+        prog="klsim", description="Exact KL-regularized RL: reproductions and benchmarks."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("repro", help="run the paper reproductions")
     rsub = r.add_subparsers(dest="action", required=True)

@@ -27,7 +27,9 @@ _STYLE = {
 def new_figure(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3.2, **kwargs):
     """Create ``(fig, axes)`` in the project style; ``width``/``height`` are per panel, in inches."""
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs
+        )
     for ax in axes.ravel():
         ax.grid(True, alpha=_STYLE["grid.alpha"])
     return fig, axes

@@ -100,7 +100,9 @@ def claim_leq(name: str, measured: float, bound: float, tol: float = 0.0, detail
     return Claim(name, float(measured), f"<= {float(bound):.6g}", float(tol), passed, detail)
 
 
-def claim_true(name: str, passed: bool, measured: Any, expected: Any, tol: float = 0.0, detail: str = "") -> Claim:
+def claim_true(
+    name: str, passed: bool, measured: Any, expected: Any, tol: float = 0.0, detail: str = ""
+) -> Claim:
     """A claim whose pass/fail was decided by the caller (``measured``/``expected`` are reported)."""
     return Claim(name, _jsonable(measured), _jsonable(expected), float(tol), bool(passed), detail)
 
@@ -145,8 +147,12 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         (out / "claims.json").write_text(
             json.dumps(
-                {"title": self.title, "passed": self.passed, "seconds": self.seconds,
-                 "claims": [c.to_dict() for c in self.claims]},
+                {
+                    "title": self.title,
+                    "passed": self.passed,
+                    "seconds": self.seconds,
+                    "claims": [c.to_dict() for c in self.claims],
+                },
                 indent=2,
             )
         )
@@ -204,30 +210,49 @@ def write_index(reports: dict[str, Report], out: Path) -> Path:
     """Write ``index.md`` and ``index.html`` linking every figure and claim of every report."""
     out = Path(out)
     md = ["# klsim reproductions", ""]
-    html = ["<!doctype html><html><head><meta charset='utf-8'><title>klsim reproductions</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;"
-            "border-bottom:1px solid #ddd}.p{color:#060}.f{color:#b00;font-weight:bold}img{max-width:100%}</style>",
-            "</head><body><h1>klsim reproductions</h1>"]
+    html = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>klsim reproductions</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd}.p{color:#060}.f{color:#b00;font-weight:bold}img{max-width:100%}</style>",
+        "</head><body><h1>klsim reproductions</h1>",
+    ]
     n_pass = sum(c.passed for r in reports.values() for c in r.claims)
     n_all = sum(len(r.claims) for r in reports.values())
     md.append(f"{n_pass}/{n_all} claims pass.\n")
     html.append(f"<p>{n_pass}/{n_all} claims pass.</p>")
     for name, r in reports.items():
-        md += [f"## {name}: {r.title}", "", "| | claim | measured | expected | tol |", "|---|---|---|---|---|"]
-        html.append(f"<h2>{name}: {r.title}</h2><table><tr><th></th><th>claim</th><th>measured</th>"
-                    "<th>expected</th><th>tol</th><th>detail</th></tr>")
+        md += [
+            f"## {name}: {r.title}",
+            "",
+            "| | claim | measured | expected | tol |",
+            "|---|---|---|---|---|",
+        ]
+        html.append(
+            f"<h2>{name}: {r.title}</h2><table><tr><th></th><th>claim</th><th>measured</th>"
+            "<th>expected</th><th>tol</th><th>detail</th></tr>"
+        )
         for c in r.claims:
             mark = "✅" if c.passed else "❌"
-            md.append(f"| {mark} | `{c.name}` | {_short(c.measured)} | {_short(c.expected)} | {c.tolerance:g} |")
+            md.append(
+                f"| {mark} | `{c.name}` | {_short(c.measured)} | {_short(c.expected)} | {c.tolerance:g} |"
+            )
             cls = "p" if c.passed else "f"
-            html.append(f"<tr><td class='{cls}'>{'PASS' if c.passed else 'FAIL'}</td><td>{c.name}</td>"
-                        f"<td>{_short(c.measured)}</td><td>{_short(c.expected)}</td><td>{c.tolerance:g}</td>"
-                        f"<td>{c.detail}</td></tr>")
+            html.append(
+                f"<tr><td class='{cls}'>{'PASS' if c.passed else 'FAIL'}</td><td>{c.name}</td>"
+                f"<td>{_short(c.measured)}</td><td>{_short(c.expected)}</td><td>{c.tolerance:g}</td>"
+                f"<td>{c.detail}</td></tr>"
+            )
         html.append("</table>")
         for f in r.figures:
-            rel = Path(f).relative_to(out) if Path(f).is_absolute() and out.resolve() in Path(f).resolve().parents else Path(name) / Path(f).name
+            rel = (
+                Path(f).relative_to(out)
+                if Path(f).is_absolute() and out.resolve() in Path(f).resolve().parents
+                else Path(name) / Path(f).name
+            )
             md.append(f"\n![{Path(f).stem}]({rel.as_posix()})")
-            html.append(f"<figure><img src='{rel.as_posix()}'><figcaption>{Path(f).stem}</figcaption></figure>")
+            html.append(
+                f"<figure><img src='{rel.as_posix()}'><figcaption>{Path(f).stem}</figcaption></figure>"
+            )
     html.append("</body></html>")
     (out / "index.md").write_text("\n".join(md) + "\n")
     (out / "index.html").write_text("\n".join(html))
