@@ -74,3 +74,23 @@ def test_envs_page_example_runs(capsys):
         float(x) for x in re.search(r"Monte-Carlo return ([\d.]+) vs v\*\(start\) ([\d.]+)", out).groups()
     )
     assert abs(mc - v0) < 0.15
+
+
+def test_readme_example_runs():
+    """The README's Python example runs and its printed claims hold (KL bound, tilt beats BoN)."""
+    import contextlib
+    import io
+
+    text = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README has no python example"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        namespace: dict = {}
+        exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["bon"].kl <= namespace["bon_kl_bound"](n_samples=4) + 1e-12
+    assert (
+        namespace["kl_rl_tilt"](namespace["d"], namespace["bon"].kl).expected_reward
+        >= namespace["bon"].expected_reward - 1e-12
+    )
+    assert namespace["res"].history["error_to_opt"][-1] < namespace["res"].history["error_to_opt"][1]
