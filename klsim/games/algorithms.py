@@ -217,6 +217,33 @@ def _result(game, lp, tracker, name, params, **extra) -> GameResult:
     )
 
 
+def _setup(game, beta, n_iter, tol, max_queries, log_init, log_opt, n_samples, estimator, seed):
+    """Validated (n_iter, π_0, oracle, tracker) of a regularized method (π*_β from ``log_opt`` or solved)."""
+    n_iter, tol, max_queries = _common(game, n_iter, tol, max_queries)
+    lp = _init(game, log_init)
+    opt = _opt(game, beta, log_opt)
+    oracle = _Oracle(game, n_samples, estimator, seed)
+    return n_iter, lp, oracle, _Tracker(game, beta, opt, n_iter, tol, max_queries)
+
+
+def _iterate(tr, oracle, n_iter, state, step, view=None, exact_into=None):
+    """Record iterate k, stop when the tracker says so, else ``state = step(state, k)``; record the last.
+
+    ``view`` maps the state to the recorded log-policy (default: the state itself); ``exact_into`` is a
+    buffer that receives the exact Pπ_k before recording (the caller may reuse it as its first query).
+    Returns the final state.
+    """
+    for t in range(n_iter):
+        lp = state if view is None else view(state)
+        g = None if exact_into is None else pref_matvec(tr.game.P3, np.exp(lp), exact_into)
+        if tr.record(lp, oracle, g):
+            break
+        state = step(state, t)
+    else:
+        tr.record(state if view is None else view(state), oracle, None)
+    return state
+
+
 # -- regularized methods ---------------------------------------------------------------------------------------
 @_blas1
 def nash_mirror_prox(
@@ -271,26 +298,21 @@ def nash_mirror_prox(
     beta = check_positive("beta", beta)
     eta = 2.0 * beta if eta is None else check_positive("eta", eta)
     _check_eta_stable(eta, beta, allow_unstable)
-    n_iter, tol, max_queries = _common(game, n_iter, tol, max_queries)
-    lp = _init(game, log_init)
-    opt = _opt(game, beta, log_opt)
-    oracle = _Oracle(game, n_samples, estimator, seed)
-    tr = _Tracker(game, beta, opt, n_iter, tol, max_queries)
+    n_iter, lp, oracle, tr = _setup(
+        game, beta, n_iter, tol, max_queries, log_init, log_opt, n_samples, estimator, seed
+    )
     c = eta / (1.0 + eta)
     ref = game.log_ref2
     g = np.empty_like(lp)
     half = np.empty_like(lp)
-    P = game.P3
-    for _ in range(n_iter):
-        pref_matvec(P, np.exp(lp), g)  # exact Pπ_k: diagnostics, and the first query when exact
-        if tr.record(lp, oracle, g):
-            break
-        oracle(lp, g, precomputed=True)
+
+    def step(lp, _):
+        oracle(lp, g, precomputed=True)  # g holds the exact Pπ_k: the first query when exact
         affine_normalize(lp, ref, g, 1.0 - c, c, c / beta, half)
         oracle(half, g)
-        affine_normalize(lp, ref, g, 1.0 - c, c, c / beta, lp)
-    else:
-        tr.record(lp, oracle, None)
+        return affine_normalize(lp, ref, g, 1.0 - c, c, c / beta, lp)
+
+    lp = _iterate(tr, oracle, n_iter, lp, step, exact_into=g)
     return _result(game, lp, tr, "nash_mirror_prox", {"beta": beta, "eta": eta, "n_samples": n_samples})
 
 
@@ -324,23 +346,18 @@ def mirror_descent(
     """
     beta = check_positive("beta", beta)
     eta = beta if eta is None else check_positive("eta", eta)
-    n_iter, tol, max_queries = _common(game, n_iter, tol, max_queries)
-    lp = _init(game, log_init)
-    opt = _opt(game, beta, log_opt)
-    oracle = _Oracle(game, n_samples, estimator, seed)
-    tr = _Tracker(game, beta, opt, n_iter, tol, max_queries)
+    n_iter, lp, oracle, tr = _setup(
+        game, beta, n_iter, tol, max_queries, log_init, log_opt, n_samples, estimator, seed
+    )
     c = eta / (1.0 + eta)
     ref = game.log_ref2
     g = np.empty_like(lp)
-    P = game.P3
-    for _ in range(n_iter):
-        pref_matvec(P, np.exp(lp), g)
-        if tr.record(lp, oracle, g):
-            break
+
+    def step(lp, _):
         oracle(lp, g, precomputed=True)
-        affine_normalize(lp, ref, g, 1.0 - c, c, c / beta, lp)
-    else:
-        tr.record(lp, oracle, None)
+        return affine_normalize(lp, ref, g, 1.0 - c, c, c / beta, lp)
+
+    lp = _iterate(tr, oracle, n_iter, lp, step, exact_into=g)
     return _result(game, lp, tr, "mirror_descent", {"beta": beta, "eta": eta, "n_samples": n_samples})
 
 
@@ -375,24 +392,21 @@ def nash_md(
         eta = check_positive("eta", eta)
         if eta * beta > 1.0:
             raise ValueError(f"eta: need eta*beta <= 1 for Nash-MD, got eta*beta = {eta * beta!r}")
-    n_iter, tol, max_queries = _common(game, n_iter, tol, max_queries)
-    lp = _init(game, log_init)
-    opt = _opt(game, beta, log_opt)
-    oracle = _Oracle(game, n_samples, estimator, seed)
-    tr = _Tracker(game, beta, opt, n_iter, tol, max_queries)
+    n_iter, lp, oracle, tr = _setup(
+        game, beta, n_iter, tol, max_queries, log_init, log_opt, n_samples, estimator, seed
+    )
     ref = game.log_ref2
     g = np.empty_like(lp)
     mix = np.empty_like(lp)
-    for t in range(n_iter):
-        if tr.record(lp, oracle, None):
-            break
+
+    def step(lp, t):
         eta_t = 2.0 / (beta * (t + 2)) if eta is None else eta
         w = min(eta_t * beta, 1.0)
         affine_normalize(lp, ref, g, 1.0 - w, w, 0.0, mix)
         oracle(mix, g)
-        affine_normalize(mix, ref, g, 1.0, 0.0, eta_t, lp)
-    else:
-        tr.record(lp, oracle, None)
+        return affine_normalize(mix, ref, g, 1.0, 0.0, eta_t, lp)
+
+    lp = _iterate(tr, oracle, n_iter, lp, step)
     return _result(
         game,
         lp,
@@ -445,27 +459,24 @@ def egpo(
     if c >= 1.0:
         raise ValueError(f"lr: need 4*lr/n < 1, got {c!r}")
     _check_eta_stable(c / (1.0 - c), beta, allow_unstable, what="lr (implied eta = c/(1-c))")
-    n_iter, tol, max_queries = _common(game, n_iter, tol, max_queries)
-    theta = _init(game, log_init).copy()  # raw logits, never renormalized by EGPO itself
-    opt = _opt(game, beta, log_opt)
-    oracle = _Oracle(game, n_samples, estimator, seed)
-    tr = _Tracker(game, beta, opt, n_iter, tol, max_queries)
+    n_iter, theta, oracle, tr = _setup(
+        game, beta, n_iter, tol, max_queries, log_init, log_opt, n_samples, estimator, seed
+    )
+    theta = theta.copy()  # raw logits, never renormalized by EGPO itself
     ref = game.log_ref2
     g = np.empty_like(theta)
 
-    def sgd(pref):
+    def sgd(theta, pref):
         u = theta - ref - pref / beta
         return theta - lr * (4.0 / n) * (u - u.mean(axis=1, keepdims=True))
 
-    for _ in range(n_iter):
-        if tr.record(log_softmax(theta, axis=-1), oracle, None):
-            break
+    def step(theta, _):
         oracle(log_softmax(theta, axis=-1), g)
-        half = sgd(g)
+        half = sgd(theta, g)
         oracle(log_softmax(half, axis=-1), g)
-        theta = sgd(g)
-    else:
-        tr.record(log_softmax(theta, axis=-1), oracle, None)
+        return sgd(theta, g)
+
+    theta = _iterate(tr, oracle, n_iter, theta, step, view=lambda th: log_softmax(th, axis=-1))
     return _result(
         game, log_softmax(theta, axis=-1), tr, "egpo", {"beta": beta, "lr": lr, "eta": c / (1 - c)}
     )
@@ -507,11 +518,7 @@ def nash_mirror_prox_pg(
     inner_steps = check_int("inner_steps", inner_steps, 1)
     if n_samples is not None and natural:
         raise ValueError("n_samples: the sampled gradient is implemented for vanilla PG (natural=False) only")
-    n_iter, _, _ = _common(game, n_iter, 0.0, None)
-    lp = _init(game, log_init)
-    opt = _opt(game, beta, log_opt)
-    oracle = _Oracle(game, None, "column", seed)
-    tr = _Tracker(game, beta, opt, n_iter, 0.0, None)
+    n_iter, lp, oracle, tr = _setup(game, beta, n_iter, 0.0, None, log_init, log_opt, None, "column", seed)
     ref = game.log_ref2
     C, n = lp.shape
     rng = np.random.default_rng(seed)
@@ -542,11 +549,7 @@ def nash_mirror_prox_pg(
                 theta = theta - lr * grad
         return log_softmax(theta, axis=-1)
 
-    for _ in range(n_iter):
-        tr.record(lp, oracle, None)
-        half = prox(lp, lp)
-        lp = prox(lp, half)
-    tr.record(lp, oracle, None)
+    lp = _iterate(tr, oracle, n_iter, lp, lambda lp, _: prox(lp, prox(lp, lp)))  # tol = 0: never stops
     return _result(
         game,
         lp,
@@ -652,23 +655,21 @@ def omwu(
     n_iter, tol, max_queries = _common(game, n_iter, tol, max_queries)
     if beta == 0.0:
         return _unregularized(game, "omwu", eta, n_iter, log_init, log_opt, n_samples, estimator, seed)
-    lp = _init(game, log_init)
-    opt = _opt(game, beta, log_opt)
-    oracle = _Oracle(game, n_samples, estimator, seed)
-    tr = _Tracker(game, beta, opt, n_iter, tol, max_queries)
+    _, lp, oracle, tr = _setup(
+        game, beta, n_iter, tol, max_queries, log_init, log_opt, n_samples, estimator, seed
+    )
     c = eta / (1.0 + eta)
     ref = game.log_ref2
     g_half = np.empty_like(lp)
     half = np.empty_like(lp)
     oracle(lp, g_half)  # π_½^{(0)} := π_0 (the extra initial query: N = k + 1)
-    for _ in range(n_iter):
-        if tr.record(lp, oracle, None):
-            break
+
+    def step(lp, _):
         affine_normalize(lp, ref, g_half, 1.0 - c, c, c / beta, half)
         oracle(half, g_half)
-        affine_normalize(lp, ref, g_half, 1.0 - c, c, c / beta, lp)
-    else:
-        tr.record(lp, oracle, None)
+        return affine_normalize(lp, ref, g_half, 1.0 - c, c, c / beta, lp)
+
+    lp = _iterate(tr, oracle, n_iter, lp, step)
     return _result(game, lp, tr, "omwu", {"beta": beta, "eta": eta, "n_samples": n_samples})
 
 
