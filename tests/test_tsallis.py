@@ -433,3 +433,19 @@ def test_q2_entropy_fast_path_matches_sorted_path_and_sparsemax(kind, rng):
     tsallis_threshold_rows.py_func(Q, np.zeros((1, 9)), 0.0, 0.5, 2.0, o2, n2)
     np.testing.assert_array_equal(o1, o2)
     np.testing.assert_array_equal(n1, n2)
+
+
+def test_rows_flagged_by_the_fast_path_are_redone_on_the_sorted_path(rng):
+    """The fast path flags a row (ν = NaN) when its shortened support test fails (rounding only, not seen
+    in practice); the redo pass recomputes exactly the flagged rows with the full sorted path."""
+    from klsim._kernels.tsallis import _redo_flagged_q2_rows
+
+    Q = np.round(rng.normal(size=(30, 6)), 1)
+    ref_out, ref_nu = _sorted_q2_rows(Q, 0.3)
+    out, nu = np.full_like(Q, 7.0), ref_nu.copy()
+    flagged = np.arange(30) % 3 == 0
+    nu[flagged] = np.nan
+    out[~flagged] = ref_out[~flagged]
+    _redo_flagged_q2_rows(Q, 0.3, 0, 30, np.zeros(6, dtype=np.int64), np.empty(6), np.empty(6), out, nu)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(nu, ref_nu)

@@ -91,18 +91,24 @@ def _sort_desc(qc, idx, m):
 
 
 @njit(inline="always")
+def _q2_nu(s1, s0, lo, hi):
+    """q = 2 threshold on a fixed support, ν = (S1 − 2)/S0, clipped to [lo, hi] against rounding."""
+    nu = (s1 - 2.0) / s0
+    if nu > hi:
+        nu = hi
+    if nu < lo:
+        nu = lo
+    return nu
+
+
+@njit(inline="always")
 def _q2_finish(qc, idx, K, s1, s0, lo, lam, lw, out):
     """q = 2 on the support ``idx[:K]``: ν = (S1 − 2)/S0 clipped to [lo, Q_(K)], then ln π; returns ν.
 
     π_a ∝ (Q_a − ν)/w_a on the support, normalized by its sum (one log per support action); with λ > 0,
     ``lw`` holds ln w on entry.  ``lw`` is reused for the unnormalized masses.
     """
-    nu = (s1 - 2.0) / s0
-    hi = qc[idx[K - 1]]
-    if nu > hi:
-        nu = hi
-    if nu < lo:
-        nu = lo
+    nu = _q2_nu(s1, s0, lo, qc[idx[K - 1]])
     tot = 0.0
     for j in range(K):
         a = idx[j]
@@ -196,7 +202,7 @@ def _row_q2_sorted_call(Qrow, tau, idx, lw, qc, out):
 
 
 @njit(inline="always")
-def _row_q2_entropy(Qrow, tau, idx, lw, qc, out):
+def _row_q2_entropy(Qrow, tau, nu_lo, iw, idx, lw, out):
     """q = 2, λ = 0 (sparsemax of Q/(2τ)): :func:`_row_q2` with a tighter candidate filter, same bits.
 
     Pass 1 keeps the two largest values c ≥ c2 (of the multiset).  For any action set S, the root of
@@ -204,10 +210,12 @@ def _row_q2_entropy(Qrow, tau, idx, lw, qc, out):
     with S = {top two}, ν ≥ (c + c2 − 2τ)/2; centered, the filter
     b = max(ν_lo, (c2 − c − 2τ)/2) (widened by a relative 1e-12) keeps about the support alone (3.0
     candidates for 4.6 with ν_lo on N(0,1) rows, A = 20, τ = 0.5), so the insertion sort is shorter.  The
-    support scan, ν and ln π then run exactly as in :func:`_row_q2` (same order, same arithmetic); at the
-    end of the shortened list the next value is the largest filtered-out one above ν_lo, as in the full list.
-    If that test fails (possible only through rounding), the row is redone by the full sorted path, so the
-    result is bit-identical to :func:`_row_q2`.
+    candidates are compacted as (centered value, action) pairs into ``lw`` / ``idx`` (no indirection in
+    the sort and the scan).  The support scan, ν and ln π then run exactly as in :func:`_row_q2` (same
+    order, same arithmetic); at the end of the shortened list the next value is the largest filtered-out
+    one above ν_lo, as in the full list.  If that test fails (possible only through rounding), it returns
+    NaN and :func:`_rows_q2_entropy` redoes the row on the full sorted path, so the result is bit-identical
+    to :func:`_row_q2`.  ``nu_lo`` = −2τ widened by a relative 1e-12 and ``iw`` = 1/τ come from the caller.
     """
     A = Qrow.shape[0]
     c = -np.inf
@@ -217,8 +225,6 @@ def _row_q2_entropy(Qrow, tau, idx, lw, qc, out):
         x = Qrow[a]
         c2 = max(c2, min(c, x))
         c = max(c, x)
-    nu_lo = -2.0 * tau
-    nu_lo -= 1e-12 * max(1.0, abs(nu_lo))
     b = 0.5 * ((c2 - c) - 2.0 * tau)
     b -= 1e-12 * max(1.0, abs(b))
     b = max(b, nu_lo)
@@ -226,30 +232,67 @@ def _row_q2_entropy(Qrow, tau, idx, lw, qc, out):
     ex = -np.inf  # the largest centered value filtered out
     for a in range(A):
         x = Qrow[a] - c
-        qc[a] = x
+        lw[m] = x
         idx[m] = a
         m += x > b
         ex = max(ex, x if x <= b else -np.inf)
-    _sort_desc(qc, idx, m)
-    ex = ex if ex > nu_lo else -np.inf  # candidates of the full list lie above ν_lo
-    iw = 1.0 / tau
+    # insertion sort of the (value, action) pairs, value descending, ties keep the lower action first
+    for k in range(1, m):
+        v = lw[k]
+        a = idx[k]
+        j = k
+        while j > 0 and lw[j - 1] < v:
+            lw[j] = lw[j - 1]
+            idx[j] = idx[j - 1]
+            j -= 1
+        lw[j] = v
+        idx[j] = a
+    ex = ex if ex > nu_lo else -np.inf
     s1 = 0.0
     s0 = 0.0
     K = 0
     nxt = -np.inf
     found = False
     while K < m:
-        a = idx[K]
-        s1 += qc[a] * iw
+        s1 += lw[K] * iw
         s0 += iw
         K += 1
-        nxt = qc[idx[K]] if K < m else ex
+        nxt = lw[K] if K < m else ex
         if nxt == -np.inf or 0.5 * (s1 - nxt * s0) - 1.0 >= 0.0:
             found = True
             break
     if not found:
-        return _row_q2_sorted_call(Qrow, tau, idx, lw, qc, out)
-    return c + _q2_finish(qc, idx, K, s1, s0, max(nu_lo, nxt), 0.0, lw, out)
+        return np.nan  # rounding only: the caller redoes the row on the full sorted path
+    nu = _q2_nu(s1, s0, max(nu_lo, nxt), lw[K - 1])
+    tot = 0.0
+    for j in range(K):
+        val = max(lw[j] - nu, 0.0) * 1.0
+        lw[j] = val
+        tot += val
+    inv_tot = 1.0 / tot
+    for j in range(K):
+        if lw[j] > 0.0:
+            out[idx[j]] = np.log(lw[j] * inv_tot)
+    return c + nu
+
+
+@njit(inline="always")
+def _rows_q2_entropy(Q, tau, start, stop, idx, lw, qc, out_logp, out_nu):
+    """Rows ``start:stop`` at q = 2, λ = 0; rows the fast path flags (NaN) are redone on the sorted path."""
+    nu_lo = -2.0 * tau
+    nu_lo -= 1e-12 * max(1.0, abs(nu_lo))
+    iw = 1.0 / tau
+    for i in range(start, stop):
+        out_nu[i] = _row_q2_entropy(Q[i], tau, nu_lo, iw, idx, lw, out_logp[i])
+    _redo_flagged_q2_rows(Q, tau, start, stop, idx, lw, qc, out_logp, out_nu)
+
+
+@njit
+def _redo_flagged_q2_rows(Q, tau, start, stop, idx, lw, qc, out_logp, out_nu):
+    """Rows ``start:stop`` whose ``out_nu`` is NaN (flagged by :func:`_row_q2_entropy`): the sorted path."""
+    for i in range(start, stop):
+        if np.isnan(out_nu[i]):
+            out_nu[i] = _row_q2_sorted_call(Q[i], tau, idx, lw, qc, out_logp[i])
 
 
 @njit(inline="always")
@@ -339,8 +382,7 @@ def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
     lw = np.empty(A)
     qc = np.empty(A)
     if q == 2.0 and lam == 0.0:  # sparsemax: the dispatch is hoisted out of the row loop
-        for i in range(N):
-            out_nu[i] = _row_q2_entropy(Q[i], tau, idx, lw, qc, out_logp[i])
+        _rows_q2_entropy(Q, tau, 0, N, idx, lw, qc, out_logp, out_nu)
         return out_nu
     for i in range(N):
         lmrow = log_mu[i] if log_mu.shape[0] > 1 else log_mu[0]
@@ -362,10 +404,12 @@ def tsallis_threshold_rows_par(Q, log_mu, lam, tau, q, out_logp, out_nu):
         idx = np.empty(A, dtype=np.int64)
         lw = np.empty(A)
         qc = np.empty(A)
+        if q == 2.0 and lam == 0.0:
+            _rows_q2_entropy(
+                Q, tau, c * N // n_chunks, (c + 1) * N // n_chunks, idx, lw, qc, out_logp, out_nu
+            )
+            continue
         for i in range(c * N // n_chunks, (c + 1) * N // n_chunks):
-            if q == 2.0 and lam == 0.0:
-                out_nu[i] = _row_q2_entropy(Q[i], tau, idx, lw, qc, out_logp[i])
-                continue
             lmrow = log_mu[i] if log_mu.shape[0] > 1 else log_mu[0]
             if q == 2.0:
                 out_nu[i] = _row_q2(Q[i], lmrow, lam, tau, log_lam, log_tau, idx, lw, qc, out_logp[i])
