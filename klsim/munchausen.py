@@ -153,6 +153,26 @@ def _uniform_log_policy(S: int, A: int) -> np.ndarray:
     return np.full((S, A), -np.log(A))
 
 
+def _start(mdp, K, q0, errors, noise_std, seed, track_error, record_iterates, log_policy0=None):
+    """Validated (q_0, ln π_0, error source, tracker); ln π_0 is uniform (C1) unless ``log_policy0``."""
+    S, A = mdp.n_states, mdp.n_actions
+    q = _initial_q(q0, S, A)
+    if log_policy0 is None:
+        log_pi = _uniform_log_policy(S, A)
+    else:
+        log_pi = np.array(_check_log_ref(as_float_array("log_policy0", log_policy0), (S, A), "log_policy0"))
+    err = error_source(errors, noise_std, seed, K, (S, A))
+    return q, log_pi, err, _Tracker(mdp, K, track_error, record_iterates, q, log_pi)
+
+
+def _inject_error(err, tr: _Tracker, k: int, q_new: np.ndarray) -> None:
+    """q_{k} += ε_k in place (C8) and record ‖E_k/k‖∞, when errors are injected."""
+    if err is not None:
+        eps = err(k)
+        q_new += eps
+        tr.noise(k, eps)
+
+
 def _result(algorithm: str, q, v, log_pi, tr: _Tracker, params: dict) -> SolveResult:
     return SolveResult(
         q=np.array(q),
@@ -243,9 +263,7 @@ def munchausen_vi(
         if not (np.isfinite(clip_lo) and clip_lo <= 0.0):
             raise ValueError(f"clip: the log-policy clip l0 must be a finite number <= 0, got {clip!r}")
     S, A = mdp.n_states, mdp.n_actions
-    q = _initial_q(q0, S, A)
-    err = error_source(errors, noise_std, seed, K, (S, A))
-    tr = _Tracker(mdp, K, track_error, record_iterates, q, _uniform_log_policy(S, A))
+    q, _, err, tr = _start(mdp, K, q0, errors, noise_std, seed, track_error, record_iterates)
     log_pi = np.empty((S, A))
     v = np.empty(S)
     gap = np.empty(S)
@@ -256,10 +274,7 @@ def munchausen_vi(
         munchausen_bonus_rows(q, v, a, clip_lo, q_new, gap)  # q_new += α clip(q − v); gap of q_k
         if k > 0:
             tr.gap[k - 1] = gap
-        if err is not None:
-            eps = err(k + 1)
-            q_new += eps
-            tr.noise(k + 1, eps)
+        _inject_error(err, tr, k + 1, q_new)
         tr.step(k + 1, log_pi, q, q_new)
         q, q_new = q_new, q
     tr.gap[K - 1] = _top2_gap(q)
@@ -291,9 +306,7 @@ def advantage_learning(
     a = check_in_closed_interval("alpha", alpha, 0.0, 1.0)
     K = check_int("n_iter", n_iter, 1)
     S, A = mdp.n_states, mdp.n_actions
-    q = _initial_q(q0, S, A)
-    err = error_source(errors, noise_std, seed, K, (S, A))
-    tr = _Tracker(mdp, K, track_error, record_iterates, q, _uniform_log_policy(S, A))
+    q, _, err, tr = _start(mdp, K, q0, errors, noise_std, seed, track_error, record_iterates)
     rows = np.arange(S)
     for k in range(K):
         best = np.argmax(q, axis=1)
@@ -301,10 +314,7 @@ def advantage_learning(
         log_pi = np.full((S, A), -np.inf)
         log_pi[rows, best] = 0.0
         q_new = mdp.R + mdp.gamma * mdp.expected_next(vmax) + a * (q - vmax[:, None])
-        if err is not None:
-            eps = err(k + 1)
-            q_new = q_new + eps
-            tr.noise(k + 1, eps)
+        _inject_error(err, tr, k + 1, q_new)
         tr.step(k + 1, log_pi, q, q_new, _top2_gap(q_new))
         q = q_new
     params = {"alpha": a, "n_iter": K, "noise_std": float(noise_std), "seed": seed}
@@ -386,19 +396,13 @@ def mvi_q(
     a = check_in_closed_interval("alpha", alpha, 0.0, 1.0)
     t = _check_tau(tau)
     K = check_int("n_iter", n_iter, 1)
-    S, A = mdp.n_states, mdp.n_actions
-    q = _initial_q(q0, S, A)
-    err = error_source(errors, noise_std, seed, K, (S, A))
-    tr = _Tracker(mdp, K, track_error, record_iterates, q, _uniform_log_policy(S, A))
+    q, _, err, tr = _start(mdp, K, q0, errors, noise_std, seed, track_error, record_iterates)
     shift = qv * t / (qv - 1.0)
     for k in range(K):
         log_pi, nu = _tsallis_step(q, qv, 0.0, t, None)
         v = _tsallis_value(log_pi, q, qv, t)
         q_new = mdp.R + a * (q - (nu + shift)[:, None]) + mdp.gamma * mdp.expected_next(v)
-        if err is not None:
-            eps = err(k + 1)
-            q_new = q_new + eps
-            tr.noise(k + 1, eps)
+        _inject_error(err, tr, k + 1, q_new)
         tr.step(k + 1, log_pi, q, q_new, _top2_gap(q_new))
         q = q_new
     params = {"tsallis_q": qv, "alpha": a, "tau": t, "n_iter": K, "noise_std": float(noise_std), "seed": seed}
@@ -464,14 +468,9 @@ def tsallis_kl_vi(
     lam = check_positive("kl_coef", kl_coef)
     tau = check_nonnegative_scalar("entropy_coef", entropy_coef)
     K = check_int("n_iter", n_iter, 1)
-    S, A = mdp.n_states, mdp.n_actions
-    q = _initial_q(q0, S, A)
-    if log_policy0 is None:
-        log_pi = _uniform_log_policy(S, A)
-    else:
-        log_pi = np.array(_check_log_ref(as_float_array("log_policy0", log_policy0), (S, A), "log_policy0"))
-    err = error_source(errors, noise_std, seed, K, (S, A))
-    tr = _Tracker(mdp, K, track_error, record_iterates, q, log_pi)
+    q, log_pi, err, tr = _start(
+        mdp, K, q0, errors, noise_std, seed, track_error, record_iterates, log_policy0
+    )
     beta = lam / (lam + tau)
     for k in range(K):
         if qv == 1.0:
@@ -483,10 +482,7 @@ def tsallis_kl_vi(
         v = np.sum(np.where(np.isneginf(new_log_pi), 0.0, np.exp(new_log_pi) * q), axis=1)
         v = v - lam * tsallis_kl(new_log_pi, log_pi, qv) + tau * tsallis_entropy(new_log_pi, qv)
         q_new = mdp.R + mdp.gamma * mdp.expected_next(v)
-        if err is not None:
-            eps = err(k + 1)
-            q_new = q_new + eps
-            tr.noise(k + 1, eps)
+        _inject_error(err, tr, k + 1, q_new)
         tr.step(k + 1, new_log_pi, q, q_new, _top2_gap(q_new))
         log_pi, q = new_log_pi, q_new
     params = {
