@@ -34,6 +34,24 @@ def _lin(seed: int) -> torch.nn.Module:
     return torch.nn.Linear(4, 3).double()
 
 
+def _tiny_llama(seed: int | None):
+    """A 1-layer float64 Llama (vocab 6, hidden 8) from a config; ``seed=None`` keeps the current RNG state."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(
+        vocab_size=6,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=8,
+    )
+    if seed is not None:
+        torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float64)
+
+
 def test_ema_interpolate_liti_soup_formulas():
     a, b, c = _sd(0), _sd(1), _sd(2)
     mu = 0.3
@@ -101,25 +119,13 @@ def test_strategy_updates_follow_their_rules():
 
 
 def test_soup_reference_averages_saved_checkpoints(tmp_path):
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    cfg = LlamaConfig(
-        vocab_size=6,
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=8,
-    )
     paths, sds = [], []
     for seed in (1, 2):
-        torch.manual_seed(seed)
-        m = AutoModelForCausalLM.from_config(cfg, dtype=torch.float64)
+        m = _tiny_llama(seed)
         m.save_pretrained(tmp_path / f"m{seed}")
         paths.append(str(tmp_path / f"m{seed}"))
         sds.append(m.state_dict())
-    pol = AutoModelForCausalLM.from_config(cfg, dtype=torch.float64)
+    pol = _tiny_llama(None)  # continues the RNG stream after the saved checkpoints
     ref = R.SoupReference(ReferenceConfig(mode="soup", soup_checkpoints=paths), pol)
     for k, v in ref.model.state_dict().items():
         torch.testing.assert_close(v, (sds[0][k] + sds[1][k]) / 2, rtol=0, atol=1e-12)
@@ -127,19 +133,8 @@ def test_soup_reference_averages_saved_checkpoints(tmp_path):
 
 def test_adapter_disabled_reference_equals_frozen_base():
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    cfg = LlamaConfig(
-        vocab_size=6,
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=8,
-    )
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_config(cfg, dtype=torch.float64).eval()
+    base = _tiny_llama(0).eval()
     frozen = R.FrozenCopy(ReferenceConfig(), base)
     pol = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():  # move the adapter away from its zero init
@@ -173,19 +168,8 @@ def test_references_registry_names_and_errors():
 
 def _peft_llama():
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    cfg = LlamaConfig(
-        vocab_size=6,
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=8,
-    )
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_config(cfg, dtype=torch.float64).eval()
+    base = _tiny_llama(0).eval()
     return get_peft_model(base, LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj"]))
 
 
@@ -240,16 +224,4 @@ def test_precomputed_variable_length_rows_match_frozen():
 
 
 def _lin_lm():
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    cfg = LlamaConfig(
-        vocab_size=6,
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=8,
-    )
-    torch.manual_seed(3)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float64).eval()
+    return _tiny_llama(3).eval()
