@@ -71,12 +71,17 @@ def check_nonneg(name: str, x: np.ndarray, index_names: Sequence[str] | None = N
         raise ValueError(f"{name}: negative or NaN entry {x[idx].item()!r} at {_fmt_index(idx, index_names)}")
 
 
+def _float(name: str, x) -> float:
+    """``float(x)``, or a ValueError naming ``name`` when ``x`` is not a number."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a float, got {x!r}") from None
+
+
 def check_gamma(gamma: float, allow_one: bool = False) -> float:
     """Check the discount factor: ``0 <= gamma < 1`` (``<= 1`` when ``allow_one``)."""
-    try:
-        g = float(gamma)
-    except (TypeError, ValueError):
-        raise ValueError(f"gamma: expected a float, got {gamma!r}") from None
+    g = _float("gamma", gamma)
     ok = (0.0 <= g <= 1.0) if allow_one else (0.0 <= g < 1.0)
     if not ok:
         rng = "[0, 1]" if allow_one else "[0, 1)"
@@ -86,10 +91,7 @@ def check_gamma(gamma: float, allow_one: bool = False) -> float:
 
 def check_positive(name: str, x: float) -> float:
     """Check ``x > 0`` and finite."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a float, got {x!r}") from None
+    v = _float(name, x)
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name}: must be a finite number > 0, got {x!r}")
     return v
@@ -97,10 +99,7 @@ def check_positive(name: str, x: float) -> float:
 
 def check_nonnegative_scalar(name: str, x: float) -> float:
     """Check ``x >= 0`` and finite."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a float, got {x!r}") from None
+    v = _float(name, x)
     if not (np.isfinite(v) and v >= 0):
         raise ValueError(f"{name}: must be a finite number >= 0, got {x!r}")
     return v
@@ -108,10 +107,7 @@ def check_nonnegative_scalar(name: str, x: float) -> float:
 
 def check_in_closed_interval(name: str, x: float, lo: float, hi: float) -> float:
     """Check ``lo <= x <= hi``."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a float, got {x!r}") from None
+    v = _float(name, x)
     if not (lo <= v <= hi):
         raise ValueError(f"{name}: must lie in [{lo}, {hi}], got {x!r}")
     return v
