@@ -18,16 +18,7 @@ from klsim.sequence import (  # noqa: E402
 from klsim_llm.registry import KL_ESTIMATORS, PRESETS  # noqa: E402
 from klsim_llm.tabular_lm import klsim_expectation, make_problem, torch_expectation  # noqa: E402
 
-pytestmark = pytest.mark.llm
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool wake-ups (14x faster on a loaded 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread_module")]
 
 
 ONE_STEP = dict(n_prompts=2, n_vocab=4, max_len=1)

@@ -15,7 +15,7 @@ from klsim_llm.divergences import (  # noqa: E402
     divergence_per_token_naive,
 )
 
-pytestmark = pytest.mark.llm
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread_module")]
 
 PARAMS = {
     "rkl": {},
@@ -26,14 +26,6 @@ PARAMS = {
     "chi2": {},
     "tsallis": {"tsallis_q": 1.7},
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _inputs(seed=0, shape=(3, 5, 11), scale=2.0):

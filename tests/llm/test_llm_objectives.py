@@ -17,15 +17,7 @@ from klsim_llm import objectives as ob  # noqa: E402
 from klsim_llm.registry import DIVERGENCES, KL_ESTIMATORS, OBJECTIVES, PRESETS, get  # noqa: E402
 from klsim_llm.tabular_lm import Problem, make_problem, torch_batch, torch_expectation  # noqa: E402
 
-pytestmark = pytest.mark.llm
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread_module")]
 
 
 # --- finite differences of genuine (non-surrogate) losses ----------------------------------------------------

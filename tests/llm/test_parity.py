@@ -21,16 +21,7 @@ from klsim_llm.tabular_lm import (  # noqa: E402
     torch_expectation,
 )
 
-pytestmark = pytest.mark.llm
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool wake-ups (14x faster on a loaded 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread_module")]
 
 
 ENTRIES = [(reg, name) for reg, r in REGISTRIES.items() if reg != "advantages" for name in r]

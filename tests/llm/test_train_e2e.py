@@ -25,15 +25,7 @@ from klsim_llm.config import config_from_dict  # noqa: E402
 from klsim_llm.rollout import BTPairsTask, SequenceTask  # noqa: E402
 from klsim_llm.trainer import Trainer  # noqa: E402
 
-pytestmark = pytest.mark.llm
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _tiny(hidden: int = 8, layers: int = 1) -> dict:

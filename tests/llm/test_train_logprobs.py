@@ -12,15 +12,7 @@ pytest.importorskip("transformers")
 from klsim_llm.logprobs import LogProbModule, auto_row_chunk, token_logprobs  # noqa: E402
 from klsim_llm.rollout import generate, left_pad, sample_seeds  # noqa: E402
 
-pytestmark = pytest.mark.llm
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _model(tie: bool = False):

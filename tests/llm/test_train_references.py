@@ -13,15 +13,7 @@ torch = pytest.importorskip("torch")
 from klsim_llm import references as R  # noqa: E402
 from klsim_llm.config import ReferenceConfig  # noqa: E402
 
-pytestmark = pytest.mark.llm
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _sd(seed: int, shapes=((3, 4), (5,))) -> dict:

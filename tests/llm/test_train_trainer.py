@@ -20,16 +20,8 @@ from klsim_llm import registry  # noqa: E402
 from klsim_llm.config import config_from_dict, dump_config  # noqa: E402
 from klsim_llm.trainer import Trainer  # noqa: E402
 
-pytestmark = pytest.mark.llm
+pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread")]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 TINY = {
