@@ -82,6 +82,11 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _at_least(name: str, value: int, lo: int) -> None:
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+
+
 def _unit(name: str, value: float, *, open_left: bool = False, open_right: bool = False) -> None:
     lo_ok = value > 0 if open_left else value >= 0
     hi_ok = value < 1 if open_right else value <= 1
@@ -124,8 +129,7 @@ class ModelConfig:
         if self.from_config is not None and "model_type" not in self.from_config:
             raise ValueError("model.from_config must contain 'model_type' (e.g. 'llama', 'gpt2')")
         _choice("model.dtype", self.dtype, ("float32", "float64"))
-        if self.peft_lora_r < 0:
-            raise ValueError(f"model.peft_lora_r must be >= 0, got {self.peft_lora_r}")
+        _at_least("model.peft_lora_r", self.peft_lora_r, 0)
 
 
 @dataclass
@@ -214,8 +218,7 @@ class ReferenceConfig:
 
     def __post_init__(self) -> None:
         _choice("reference.mode", self.mode, REFERENCE_MODES)
-        if self.update_every < 0:
-            raise ValueError(f"reference.update_every must be >= 0, got {self.update_every}")
+        _at_least("reference.update_every", self.update_every, 0)
         _unit("reference.ema_rate", self.ema_rate, open_left=True)
         _unit("reference.tr_alpha", self.tr_alpha, open_left=True)
         if self.slerp_lambda is not None:
@@ -229,10 +232,8 @@ class ReferenceConfig:
             raise ValueError(f"reference.mode={self.mode!r} needs reference.update_every > 0")
         if self.mode == "hard_reset" and self.update_every == 0 and self.hard_reset_kl is None:
             raise ValueError("reference.mode='hard_reset' needs update_every > 0 or hard_reset_kl")
-        if self.drift_every < 0:
-            raise ValueError(f"reference.drift_every must be >= 0, got {self.drift_every}")
-        if self.probe_size < 1:
-            raise ValueError(f"reference.probe_size must be >= 1, got {self.probe_size}")
+        _at_least("reference.drift_every", self.drift_every, 0)
+        _at_least("reference.probe_size", self.probe_size, 1)
 
 
 @dataclass
@@ -243,8 +244,7 @@ class ChunkConfig:
     checkpoint_chunks: bool = _f(True, "recompute chunk logits in backward so [N, V] is never stored")
 
     def __post_init__(self) -> None:
-        if self.row_chunk < 0:
-            raise ValueError(f"chunk.row_chunk must be >= 0, got {self.row_chunk}")
+        _at_least("chunk.row_chunk", self.row_chunk, 0)
 
 
 @dataclass
@@ -258,8 +258,7 @@ class DistConfig:
     def __post_init__(self) -> None:
         _choice("dist.strategy", self.strategy, ("ddp", "fsdp"))
         _choice("dist.backend", self.backend, ("auto", "gloo", "nccl"))
-        if self.grad_accum < 1:
-            raise ValueError(f"dist.grad_accum must be >= 1, got {self.grad_accum}")
+        _at_least("dist.grad_accum", self.grad_accum, 1)
 
 
 @dataclass
@@ -272,10 +271,8 @@ class LogConfig:
     keep_checkpoints: int = _f(2, "how many checkpoints to keep")
 
     def __post_init__(self) -> None:
-        if self.checkpoint_every < 0:
-            raise ValueError(f"log.checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if self.keep_checkpoints < 1:
-            raise ValueError(f"log.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        _at_least("log.checkpoint_every", self.checkpoint_every, 0)
+        _at_least("log.keep_checkpoints", self.keep_checkpoints, 1)
 
 
 @dataclass
@@ -291,8 +288,7 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         _positive("rollout.temperature", self.temperature)
         for k in ("max_new_tokens", "prompts_per_step", "group_size"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"rollout.{k} must be >= 1, got {getattr(self, k)}")
+            _at_least(f"rollout.{k}", getattr(self, k), 1)
 
 
 @dataclass
@@ -388,8 +384,7 @@ class PPOConfig:
         _positive("ppo.clip_high", self.clip_high)
         if self.clip_low >= 1:
             raise ValueError(f"ppo.clip_low must be < 1, got {self.clip_low}")
-        if self.epochs < 1:
-            raise ValueError(f"ppo.epochs must be >= 1, got {self.epochs}")
+        _at_least("ppo.epochs", self.epochs, 1)
         _unit("ppo.gae_gamma", self.gae_gamma)
         _unit("ppo.gae_lambda", self.gae_lambda)
         if self.gae_gamma != 1.0 or self.gae_lambda != 1.0:
@@ -447,8 +442,7 @@ class DPOConfig:
         _unit("dpo.f_alpha", self.f_alpha, open_left=True, open_right=True)
         _positive("dpo.alpha", self.alpha)
         _positive("dpo.is_epsilon", self.is_epsilon)
-        if self.batch_size < 1:
-            raise ValueError(f"dpo.batch_size must be >= 1, got {self.batch_size}")
+        _at_least("dpo.batch_size", self.batch_size, 1)
 
 
 @dataclass
@@ -474,8 +468,7 @@ class NashMPConfig:
     def __post_init__(self) -> None:
         _choice("nash_mp.objective", self.objective, ("nash_mp",))
         _positive("nash_mp.eta", self.eta)
-        if self.inner_steps < 1:
-            raise ValueError(f"nash_mp.inner_steps must be >= 1, got {self.inner_steps}")
+        _at_least("nash_mp.inner_steps", self.inner_steps, 1)
         _choice("nash_mp.ema_target", self.ema_target, ("anchor", "opponent", "none"))
 
 
@@ -489,8 +482,7 @@ class BoNDistillConfig:
 
     def __post_init__(self) -> None:
         _choice("bon_distill.objective", self.objective, ("bon_distill",))
-        if self.n < 1:
-            raise ValueError(f"bon_distill.n must be >= 1, got {self.n}")
+        _at_least("bon_distill.n", self.n, 1)
         _choice("bon_distill.divergence", self.divergence, ("fkl", "rkl"))
 
 
@@ -554,8 +546,7 @@ class TrainConfig:
             )
         if self.model is None:
             self.model = ModelConfig(from_config=dict(_TINY_LLAMA))
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        _at_least("steps", self.steps, 1)
         self._check_combinations()
 
     def _check_combinations(self) -> None:
