@@ -375,19 +375,29 @@ def _tsallis_step(
     parallel = Q2.size >= _tsk.PARALLEL_MIN_ENTRIES and _numba.get_num_threads() >= _tsk.PARALLEL_MIN_THREADS
     kernel = _tsk.tsallis_threshold_rows_par if parallel else _tsk.tsallis_threshold_rows
     kernel(Q2, lm2, float(lam), float(tau), float(qv), out, nu)
+    if qv == 2.0 and lam == 0.0 and np.isnan(nu).any():
+        # the sparsemax path checks finiteness in its first pass (no extra pass over Q) and flags rows
+        _check_finite("q_values", q_values)
+        raise RuntimeError("tsallis kernel flagged a finite row (internal error)")
     return out.reshape(shape), nu.reshape(shape[:-1])
 
 
-def _check_q_values(q_values) -> np.ndarray:
+def _check_q_values(q_values, finite: bool = True) -> np.ndarray:
+    """``q_values`` as a float64 array of shape (..., A), A >= 1; finite unless ``finite=False``.
+
+    ``finite=False`` is for the q = 2, λ = 0 kernel path, which checks finiteness itself
+    (:func:`_tsallis_step` then raises the same ``ValueError``).
+    """
     Q = _as_float_array("q_values", q_values)
     if Q.ndim < 1 or Q.shape[-1] < 1:
         raise ValueError(f"q_values: expected shape (..., A) with A >= 1, got {Q.shape}")
-    # NaN/±inf always make the sum non-finite (one pass, no temporary); an overflowing sum of finite
-    # values only triggers the detailed check, which then passes.  The detailed check names the index.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.sum(Q)
-    if not np.isfinite(total):
-        _check_finite("q_values", Q)
+    if finite:
+        # NaN/±inf always make the sum non-finite (one pass, no temporary); an overflowing sum of finite
+        # values only triggers the detailed check, which then passes.  The detailed check names the index.
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.sum(Q)
+        if not np.isfinite(total):
+            _check_finite("q_values", Q)
     return Q
 
 
@@ -425,12 +435,14 @@ def tsallis_greedy(
     bracket widened by a relative 1e-12; ties at the threshold get probability 0.  With the C5
     normalization of S_q, λ = 0 and q = 2 give sparsemax(Q/(2τ)) ([SPM]).
     """
-    Q = _check_q_values(q_values)
+    Q = _check_q_values(q_values, finite=False)
     qv = _check_tsallis_index(tsallis_q, 1.0)
     lam = _check_nonnegative_scalar("kl_coef", kl_coef)
     tau = _check_nonnegative_scalar("entropy_coef", entropy_coef)
     if lam + tau <= 0.0:
         raise ValueError(f"kl_coef + entropy_coef: must be > 0, got {kl_coef!r} + {entropy_coef!r}")
+    if not (qv == 2.0 and lam == 0.0):  # the sparsemax kernel path checks finiteness in its first pass
+        _check_q_values(Q)
     lr = None
     if lam > 0.0:
         if log_ref is None:

@@ -449,3 +449,24 @@ def test_rows_flagged_by_the_fast_path_are_redone_on_the_sorted_path(rng):
     _redo_flagged_q2_rows(Q, 0.3, 0, 30, np.zeros(6, dtype=np.int64), np.empty(6), np.empty(6), out, nu)
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(nu, ref_nu)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_sparsemax_path_reports_non_finite_q_values_by_index(monkeypatch, parallel):
+    """q = 2, λ = 0 checks finiteness inside the kernel (no separate pass); the error names the entry."""
+    from klsim._kernels import tsallis as tsk
+
+    if parallel:
+        monkeypatch.setattr(tsk, "PARALLEL_MIN_ENTRIES", 0)
+        monkeypatch.setattr(tsk, "PARALLEL_MIN_THREADS", 0)
+    for bad in (np.nan, np.inf, -np.inf):
+        Q = np.zeros((3, 4, 5))
+        Q[1, 2, 3] = bad
+        for f, args, kwargs in (
+            (tsallis_policy, (Q, 2.0, 0.5), {}),
+            (tsallis_greedy, (Q, 2.0), {"entropy_coef": 0.5}),
+            (tsallis_normalizer, (Q, 2.0, 0.5), {}),
+            (tsallis_policy, (Q, 3.0, 0.5), {}),
+        ):
+            with pytest.raises(ValueError, match=r"q_values: non-finite value .* at \(1, 2, 3\)"):
+                f(*args, **kwargs)

@@ -220,11 +220,15 @@ def _row_q2_entropy(Qrow, tau, nu_lo, iw, idx, lw, out):
     A = Qrow.shape[0]
     c = -np.inf
     c2 = -np.inf
+    fin = True
     for a in range(A):
         out[a] = -np.inf
         x = Qrow[a]
+        fin &= (x - x) == 0.0  # False for NaN and ±inf
         c2 = max(c2, min(c, x))
         c = max(c, x)
+    if not fin:
+        return np.nan  # flagged; left NaN by the redo pass, so the caller can name the bad entry
     b = 0.5 * ((c2 - c) - 2.0 * tau)
     b -= 1e-12 * max(1.0, abs(b))
     b = max(b, nu_lo)
@@ -289,9 +293,12 @@ def _rows_q2_entropy(Q, tau, start, stop, idx, lw, qc, out_logp, out_nu):
 
 @njit
 def _redo_flagged_q2_rows(Q, tau, start, stop, idx, lw, qc, out_logp, out_nu):
-    """Rows ``start:stop`` whose ``out_nu`` is NaN (flagged by :func:`_row_q2_entropy`): the sorted path."""
+    """Rows ``start:stop`` whose ``out_nu`` is NaN (flagged by :func:`_row_q2_entropy`): the sorted path.
+
+    Rows holding NaN or ±inf stay flagged (ν = NaN, ln π = −inf).
+    """
     for i in range(start, stop):
-        if np.isnan(out_nu[i]):
+        if np.isnan(out_nu[i]) and np.all(np.isfinite(Q[i])):
             out_nu[i] = _row_q2_sorted_call(Q[i], tau, idx, lw, qc, out_logp[i])
 
 
@@ -363,7 +370,7 @@ def tsallis_threshold_rows(Q, log_mu, lam, tau, q, out_logp, out_nu):
 
     Parameters
     ----------
-    Q : (N, A) float64, finite
+    Q : (N, A) float64, finite (at q = 2 with λ = 0 a row holding NaN or ±inf is flagged with ν = NaN)
     log_mu : (N, A) or (1, A) float64
         Log reference policy (read only when ``lam > 0``; −inf marks actions outside supp μ).
     lam, tau : float
