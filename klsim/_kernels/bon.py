@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from klsim._jit import njit
+from klsim._kernels.common import lse_1d
 
 __all__ = [
     "log1mexp",
@@ -38,6 +39,16 @@ def _logaddexp(a, b):
     if a > b:
         return a + math.log1p(math.exp(b - a))
     return b + math.log1p(math.exp(a - b))
+
+
+@njit
+def _log_cdf(log_mass, out):
+    """ln F_k = ln Σ_{j≤k} P_j by a forward log-cumsum-exp into ``out``, with ln F_{K−1} pinned to 0."""
+    acc = -np.inf
+    for k in range(log_mass.shape[0]):
+        acc = _logaddexp(acc, log_mass[k])
+        out[k] = acc
+    out[log_mass.shape[0] - 1] = 0.0
 
 
 @njit
@@ -91,11 +102,7 @@ def bon_level_law(log_mass, log_n, log_cdf, log_tail, log_a, log_q, ell):
         ln Q_k (Q_k = F_k^N − F_{k−1}^N) and ℓ_k = ln(−ln Q_k).
     """
     K = log_mass.shape[0]
-    acc = -np.inf
-    for k in range(K):
-        acc = _logaddexp(acc, log_mass[k])
-        log_cdf[k] = acc
-    log_cdf[K - 1] = 0.0
+    _log_cdf(log_mass, log_cdf)
     acc = -np.inf
     for k in range(K - 1, -1, -1):
         log_tail[k] = acc
@@ -160,11 +167,7 @@ def bon_kl_levels(log_mass, log_n, work):
     log-space route is used, so ln N up to 1e4 never overflows.
     """
     K = log_mass.shape[0]
-    acc = -np.inf
-    for k in range(K):
-        acc = _logaddexp(acc, log_mass[k])
-        work[k] = acc
-    work[K - 1] = 0.0
+    _log_cdf(log_mass, work)
     big_n = log_n <= 600.0
     n = math.exp(log_n) if big_n else np.inf
     lt = -np.inf
@@ -374,15 +377,9 @@ def inference_fixed_point(log_p, base, n, worst, beta, log_f, eta, tol, max_iter
             break
         for k in range(K):
             log_f[k] = (1.0 - eta) * log_f[k] + eta * r[k]
-        mx = -np.inf
         for k in range(K):
-            t = log_p[k] + log_f[k]
-            if t > mx:
-                mx = t
-        z = 0.0
-        for k in range(K):
-            z += math.exp(log_p[k] + log_f[k] - mx)
-        c = mx + math.log(z)
+            pi[k] = log_p[k] + log_f[k]  # scratch: π is recomputed at the top of the next iteration
+        c = lse_1d(pi)
         for k in range(K):
             log_f[k] -= c
     return res, it
