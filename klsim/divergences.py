@@ -106,8 +106,9 @@ def kl_divergence(log_p: np.ndarray, log_q: np.ndarray, axis: int = -1) -> np.nd
 def entropy(log_p: np.ndarray, axis: int = -1) -> np.ndarray:
     """Shannon entropy H(p) = −Σ p ln p from log-probabilities (0·ln 0 = 0)."""
     log_p = np.asarray(log_p, dtype=np.float64)
-    return -np.sum(np.where(np.isneginf(log_p), 0.0, np.exp(log_p) * np.where(np.isneginf(log_p), 0.0, log_p)),
-                   axis=axis)
+    return -np.sum(
+        np.where(np.isneginf(log_p), 0.0, np.exp(log_p) * np.where(np.isneginf(log_p), 0.0, log_p)), axis=axis
+    )
 
 
 def chi2_divergence(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
