@@ -112,7 +112,7 @@ def test_parallel_sweeps_give_the_same_bits_as_serial(g30, rng):
 
 
 def test_large_problem_paths_agree_with_small_problem_paths(g30, monkeypatch):
-    """Above PARALLEL_MIN_WORK the sparse sweep runs in parallel and the dense one uses BLAS gemv."""
+    """Above PARALLEL_MIN_WORK the sparse sweep runs in parallel; above DENSE_BLAS_MIN_WORK the dense one uses BLAS."""
     import klsim.dp._core as core
     from klsim.dp import md_vi
 
@@ -120,6 +120,7 @@ def test_large_problem_paths_agree_with_small_problem_paths(g30, monkeypatch):
     small = [md_vi(m, **kw) for m in (g30, g30.to_dense())]
     vi_small = value_iteration(g30.to_dense(), tol=1e-10)
     monkeypatch.setattr(core, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(core, "DENSE_BLAS_MIN_WORK", 0)
     monkeypatch.setattr(core, "PARALLEL_MIN_THREADS", 0)
     large = [md_vi(m, **kw) for m in (g30, g30.to_dense())]
     assert np.array_equal(small[0].q, large[0].q)  # prange kernel: same bits

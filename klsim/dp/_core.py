@@ -19,15 +19,19 @@ from klsim._kernels.dp import (
 from klsim._validation import as_float_array, check_nonnegative_scalar
 from klsim.mdp import TabularMDP
 
-PARALLEL_MIN_WORK = 4_000_000
-"""Sweeps touching at least this many transition entries run in parallel: the CSR layout with the ``prange``
-kernel (same bits as serial), the dense layout with the BLAS matrix-vector product of numpy (memory-bound;
+PARALLEL_MIN_WORK = 100_000
+"""CSR sweeps touching at least this many transition entries use the ``prange`` kernel (same bits as
+serial: no reduction crosses states).  Measured on the idle 2-core machine, 2 numba threads: Garnet(2000,
+10, 10) (2e5 entries) 177 µs serial vs 134 µs parallel; S = 20,000: 4.3 ms vs 2.5 ms; S = 100,000: 22 ms vs
+12 ms."""
+
+DENSE_BLAS_MIN_WORK = 4_000_000
+"""Dense sweeps touching at least this many entries use numpy's BLAS matrix-vector product (memory-bound;
 equal to the numba dot product up to rounding)."""
 
-PARALLEL_MIN_THREADS = 4
-"""The ``prange`` CSR sweep is used only with at least this many numba threads: on 2 shared cores its
-thread start-up and starvation under load cost more than the second core gains (measured 62 ms serial vs
-92 ms parallel for S = 100,000 on the loaded 2-core development machine)."""
+PARALLEL_MIN_THREADS = 2
+"""The ``prange`` CSR sweep needs at least this many numba threads (``numba.set_num_threads(1)`` turns it
+off; on a heavily oversubscribed machine that can be faster)."""
 
 LOG_NORM_TOL = 1e-10
 """Tolerance on Σ_a exp(log π(a|s)) − 1 for log-policies given by the user."""
@@ -88,7 +92,7 @@ def backup(mdp: TabularMDP, v: np.ndarray, out: np.ndarray) -> np.ndarray:
     if mdp.is_sparse:
         indptr, indices, data = mdp.csr
         return backup_csr(indptr, indices, data, mdp.R, mdp.gamma, v, out)
-    if mdp.P.size >= PARALLEL_MIN_WORK:
+    if mdp.P.size >= DENSE_BLAS_MIN_WORK:
         return _backup_dense_blas(mdp, v, out)
     return backup_dense(mdp.P, mdp.R, mdp.gamma, v, out)
 
@@ -126,7 +130,7 @@ def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_p
         parallel = data.size >= PARALLEL_MIN_WORK and numba.get_num_threads() >= PARALLEL_MIN_THREADS
         kernel = soft_sweep_csr_par if parallel else soft_sweep_csr
         kernel(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
-    elif mdp.P.size >= PARALLEL_MIN_WORK:
+    elif mdp.P.size >= DENSE_BLAS_MIN_WORK:
         soft_greedy_rows(q, log_mu, beta, temp, log_pi, v)
         _backup_dense_blas(mdp, v, q_out)
     else:
