@@ -1,8 +1,7 @@
 """klsim: exact, executable KL-regularized reinforcement learning (numpy + numba, float64).
 
 Each family lives in one public module of plain functions ``f(data, *, params) -> Result``; this file
-re-exports them explicitly, one name per line, grouped by family.  Each block below is owned by its
-family; edit only your own block.
+re-exports them explicitly, one name per line, in one block per family.
 """
 
 # ruff: noqa: I001
