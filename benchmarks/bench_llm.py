@@ -11,12 +11,16 @@ Peers, on the same (B, T, V) float32 logits, forward + backward:
 DPO family, on policy logits (2B, T, V) (chosen rows then rejected rows, TRL's concatenated batch, one leaf),
 reference logits of the same shape, sampled tokens and a right-padding mask:
 
-* ``dpo_sigmoid``: klsim_llm's path (``token_logprobs`` in row chunks, then ``pref_loss(name="dpo")``) vs
+* ``dpo_sigmoid``: klsim_llm's path (``gather_logprobs``: row-chunked logsumexp forward, one-buffer chunked
+  backward; then ``pref_loss(name="dpo")``) vs
   full ``log_softmax`` + ``gather`` + the same loss, and vs TRL's own code (``selective_log_softmax``, then
   ``DPOTrainer._compute_loss`` on a stand-in ``self``/model; checked against ``pref_loss`` to 1e-9 in
   float64 on the same log-probs);
-* ``tdpo1``: klsim_llm's path (chunked log-probs + ``pref_loss(name="tdpo1")``, whose exact per-token
-  KL(π_ref‖π_θ) is the chunked ``divergence_per_token("fkl")``) vs one full log_softmax per tensor.
+* ``tdpo1``: klsim_llm's path (``gather_logprobs`` + ``pref_loss(name="tdpo1")``, whose exact per-token
+  KL(π_ref‖π_θ) is the chunked ``divergence_per_token("fkl")``) vs one full log_softmax per tensor.  The klsim
+  side takes the chosen and rejected policy logits as two contiguous (B, T, V) leaves ``zw``/``zl`` (as from
+  two forward passes; copies of ``z[:B]``/``z[B:]``, same values), so that the backward of the two slices of
+  ``z`` does not allocate two zero-filled (2B, T, V) gradients; the peer keeps the concatenated ``z``.
 
 Every klsim/peer pair is checked to compute the same loss (float32 tolerance) before it is timed.
 
@@ -111,24 +115,13 @@ def run(quick: bool) -> list[dict]:
 
 _BETA = 0.1
 _ROW_CHUNK = 256  # rows of the chunked log-prob path (a (256, V) float32 chunk: 33 MB at V = 32,000)
-
-
-class _LogitsLM:
-    """Stand-in causal LM whose forward returns fixed logits (the benchmark feeds the same tensors to every path)."""
-
-    def __init__(self, logits):
-        self.logits = logits
-
-    def __call__(self, **_):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(logits=self.logits)
+_GRAD_LEAVES = ("z", "zw", "zl")
 
 
 def _pref_tensors(B: int, T: int, V: int, seed: int = 0) -> dict:
     """Policy logits ``z`` (2B, T, V) (rows :B chosen, B: rejected; TRL's concatenated batch, one leaf),
-    reference ``zr``, separate leaves ``zw``/``zl`` (B, T, V) with references ``rw``/``rl`` (TDPO), response
-    tokens ``ids`` (2B, T) and a right-padding mask (lengths uniform in [T/2, T])."""
+    reference ``zr``, separate leaves ``zw``/``zl`` (B, T, V) holding copies of ``z[:B]``/``z[B:]`` (klsim's
+    TDPO side), response tokens ``ids`` (2B, T) and a right-padding mask (lengths uniform in [T/2, T])."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -137,21 +130,16 @@ def _pref_tensors(B: int, T: int, V: int, seed: int = 0) -> dict:
     ids = torch.randint(0, V, (2 * B, T), generator=g)
     lengths = torch.randint(T // 2, T + 1, (2 * B,), generator=g)
     mask = torch.arange(T)[None, :] < lengths[:, None]
-    return {"z": z, "zr": zr, "ids": ids, "mask": mask, "B": B}
+    zw = z.detach()[:B].clone().requires_grad_(True)
+    zl = z.detach()[B:].clone().requires_grad_(True)
+    return {"z": z, "zr": zr, "zw": zw, "zl": zl, "ids": ids, "mask": mask, "B": B}
 
 
-def _klsim_token_logp(z, ids, mask):
-    """klsim_llm's chunked per-token log-probs: ``token_logprobs`` (row chunks of ``_ROW_CHUNK``) on ``z``."""
-    import torch
+def _klsim_token_logp(z, ids):
+    """klsim_llm's chunked per-token log-probs: ``gather_logprobs`` (row chunks of ``_ROW_CHUNK``) on ``z``."""
+    from klsim_llm.logprobs import gather_logprobs
 
-    from klsim_llm.logprobs import token_logprobs
-
-    n = ids.shape[0]
-    input_ids = torch.cat(
-        [torch.zeros((n, 1), dtype=ids.dtype), ids], 1
-    )  # a 1-token prompt, then the response
-    attn = torch.ones_like(input_ids)
-    return token_logprobs(_LogitsLM(z), input_ids, attn, 1, row_chunk=_ROW_CHUNK).logp
+    return gather_logprobs(z, ids, chunk_rows=_ROW_CHUNK)
 
 
 def _naive_token_logp(z, ids):
@@ -166,9 +154,9 @@ def _dpo_klsim(d):
     from klsim_llm.objectives import pref_loss
 
     B, m = d["B"], d["mask"]
-    lp = _klsim_token_logp(d["z"], d["ids"], m)
+    lp = _klsim_token_logp(d["z"], d["ids"])
     with torch.no_grad():
-        lr = _klsim_token_logp(d["zr"], d["ids"], m)
+        lr = _klsim_token_logp(d["zr"], d["ids"])
     return pref_loss(lp[:B], lr[:B], m[:B], lp[B:], lr[B:], m[B:], name="dpo", beta=_BETA)[0]
 
 
@@ -252,22 +240,22 @@ def _tdpo_klsim(d):
 
     from klsim_llm.objectives import pref_loss
 
-    B, m, z, zr = d["B"], d["mask"], d["z"], d["zr"]
-    lp = _klsim_token_logp(z, d["ids"], m)
+    B, m, zw, zl, zr, ids = d["B"], d["mask"], d["zw"], d["zl"], d["zr"], d["ids"]
+    lpw, lpl = _klsim_token_logp(zw, ids[:B]), _klsim_token_logp(zl, ids[B:])
     with torch.no_grad():
-        lr = _klsim_token_logp(zr, d["ids"], m)
+        lr = _klsim_token_logp(zr, ids)
     return pref_loss(
-        lp[:B],
+        lpw,
         lr[:B],
         m[:B],
-        lp[B:],
+        lpl,
         lr[B:],
         m[B:],
         name="tdpo1",
         beta=_BETA,
-        logits_w=z[:B],
+        logits_w=zw,
         ref_logits_w=zr[:B],
-        logits_l=z[B:],
+        logits_l=zl,
         ref_logits_l=zr[B:],
     )[0]
 
@@ -377,8 +365,8 @@ def _trl_check(d) -> float:
 
     B, m = d["B"], d["mask"]
     with torch.no_grad():
-        lp = _klsim_token_logp(d["z"], d["ids"], m).double()
-        lr = _klsim_token_logp(d["zr"], d["ids"], m).double()
+        lp = _klsim_token_logp(d["z"], d["ids"]).double()
+        lr = _klsim_token_logp(d["zr"], d["ids"]).double()
         ours = pref_loss(lp[:B], lr[:B], m[:B], lp[B:], lr[B:], m[B:], name="dpo", beta=_BETA)[0]
         ref = (lr * m).sum(-1)
         theirs = _trl_dpo_loss(lp * m, ref[:B], ref[B:], m, _BETA)
@@ -412,7 +400,8 @@ def _pref_rows(quick: bool, repeats: int) -> list[dict]:
         fn = _PREF_PATHS[mode]
 
         def f():
-            d["z"].grad = None
+            for k in _GRAD_LEAVES:
+                d[k].grad = None
             fn(d).backward()
 
         return f

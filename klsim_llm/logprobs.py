@@ -21,7 +21,14 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _ckpt
 
-__all__ = ["TokenLogProbs", "LogProbModule", "token_logprobs", "auto_row_chunk", "position_ids_from_mask"]
+__all__ = [
+    "TokenLogProbs",
+    "LogProbModule",
+    "token_logprobs",
+    "gather_logprobs",
+    "auto_row_chunk",
+    "position_ids_from_mask",
+]
 
 
 @dataclass
@@ -170,6 +177,97 @@ def token_logprobs(
             ents.append(en)
         logits = z.to(torch.promote_types(z.dtype, torch.float32)) / temperature if return_logits else None
     return TokenLogProbs(torch.cat(lps).reshape(B, T), torch.cat(ents).reshape(B, T).detach(), logits)
+
+
+class _GatherLogProbs(torch.autograd.Function):
+    """log softmax(z)[y] on rows of ``z`` (N, V); forward keeps only the per-row logsumexp, backward writes
+    g·(onehot(y) − softmax(z)) into one gradient buffer, ``chunk`` rows at a time."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
+        ct = torch.promote_types(z.dtype, torch.float32)
+        n = z.shape[0]
+        lse = torch.empty(n, dtype=ct, device=z.device)
+        for r0 in range(0, n, chunk):
+            lse[r0 : r0 + chunk] = torch.logsumexp(z[r0 : r0 + chunk].to(ct), dim=-1)
+        out = z.gather(-1, y[:, None])[:, 0].to(ct) - lse
+        ctx.save_for_backward(z, y, lse)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor):
+        z, y, lse = ctx.saved_tensors
+        chunk = ctx.chunk
+        grad = torch.empty_like(z)
+        same = lse.dtype == z.dtype
+        for r0 in range(0, z.shape[0], chunk):
+            sl = slice(r0, r0 + chunk)
+            gc = grad[sl] if same else torch.empty(grad[sl].shape, dtype=lse.dtype, device=z.device)
+            torch.sub(z[sl], lse[sl, None], out=gc)  # (c, V) log-softmax, in place in the buffer
+            gc.exp_().mul_(-g[sl, None])
+            gc.scatter_add_(-1, y[sl, None], g[sl, None].to(gc.dtype))
+            if not same:
+                grad[sl].copy_(gc)
+        return grad, None, None
+
+
+def gather_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, *, chunk_rows: int | None = None
+) -> torch.Tensor:
+    r"""Log-probabilities of the given tokens under softmax(logits), memory-lean in backward.
+
+    .. math:: \ell_{b,t} = z_{b,t,y_{b,t}} - \log \sum_{v} e^{z_{b,t,v}},
+       \qquad \frac{\partial \ell_{b,t}}{\partial z_{b,t,v}} = \mathbb 1[v = y_{b,t}] - \mathrm{softmax}(z_{b,t})_v
+
+    (the sampled-token log-probability of a causal LM; spec ``llm-bridge.md`` §3).  Equal to
+    ``torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]``, but forward runs a row-chunked
+    logsumexp and saves only the per-row logsumexp (not the (…, V) softmax), and backward writes
+    g·(onehot(y) − softmax(z)) chunk by chunk into a single buffer of the logits' shape, so the peak extra
+    memory is about the gradient itself.  Computed in at least float32 (bf16/fp16 logits are upcast per
+    chunk; the gradient has the logits' dtype).  Masks (padding) are applied by the caller.  Not twice
+    differentiable.
+
+    Parameters
+    ----------
+    logits : Tensor (..., V)
+        Unnormalized next-token scores, e.g. (B, T, V).
+    tokens : Tensor (...) integer
+        Token ids in [0, V), the shape of ``logits`` without its last axis, e.g. (B, T).
+    chunk_rows : int or None
+        Rows (positions) per chunk; None picks ``max(1, floor_pow2(2**22 / V))`` (chunks of ~4M entries).
+
+    Returns
+    -------
+    Tensor (...)
+        log softmax(logits)[tokens], dtype ``promote_types(logits.dtype, float32)``.
+
+    References
+    ----------
+    Spec ``llm-bridge.md`` §3 (chunked log-probs); the sequence log-likelihood log π(y|x) = Σ_t ℓ_t entering
+    the DPO loss, Rafailov et al. (2023), "Direct Preference Optimization", Eq. (7).
+    """
+    if logits.dim() < 1 or tuple(tokens.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"tokens: shape {tuple(tokens.shape)} must equal logits.shape[:-1] = {tuple(logits.shape[:-1])}"
+        )
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise ValueError(f"tokens: must be an integer tensor, got {tokens.dtype}")
+    V = logits.shape[-1]
+    if V < 1:
+        raise ValueError("logits: the vocabulary axis is empty")
+    y = tokens.reshape(-1).long()
+    bad = ((y < 0) | (y >= V)).nonzero()
+    if len(bad):
+        i = int(bad[0, 0])
+        raise ValueError(f"tokens: entry {i} (flat index) is {int(y[i])}, outside [0, {V})")
+    if chunk_rows is None:
+        chunk_rows = 1 << max(0, max(1, (1 << 22) // V).bit_length() - 1)
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows: must be a positive int, got {chunk_rows!r}")
+    z = logits.reshape(-1, V)
+    return _GatherLogProbs.apply(z, y, chunk_rows).reshape(tokens.shape)
 
 
 class LogProbModule(nn.Module):

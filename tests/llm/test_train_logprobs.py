@@ -9,7 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from klsim_llm.logprobs import LogProbModule, auto_row_chunk, token_logprobs  # noqa: E402
+from klsim_llm.logprobs import (  # noqa: E402
+    LogProbModule,
+    auto_row_chunk,
+    gather_logprobs,
+    token_logprobs,
+)
 from klsim_llm.rollout import generate, left_pad, sample_seeds  # noqa: E402
 
 pytestmark = [pytest.mark.llm, pytest.mark.usefixtures("one_torch_thread")]
@@ -117,3 +122,80 @@ def test_sampling_frequencies_match_softmax():
         p = torch.softmax(model(input_ids=pid[:1]).logits[0, -1] / 1.5, -1).numpy()
     counts = np.bincount(ro.response_ids[:, 0].numpy(), minlength=7)
     assert chisquare(counts, n * p).pvalue > 1e-3
+
+
+# --- gather_logprobs: log softmax(z)[y] with a chunked forward and a one-buffer chunked backward -----------------
+
+
+def _gather_ref(z, y):
+    return torch.log_softmax(z, -1).gather(-1, y[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1, 3, 7, 64])
+def test_gather_logprobs_equals_log_softmax_gather_float64(chunk_rows):
+    g = torch.Generator().manual_seed(3)
+    z = (3.0 * torch.randn(2, 10, 37, generator=g, dtype=torch.float64)).requires_grad_(True)
+    y = torch.randint(0, 37, (2, 10), generator=g)
+    w = torch.randn(2, 10, generator=g, dtype=torch.float64)  # a non-uniform upstream gradient
+    out = gather_logprobs(z, y, chunk_rows=chunk_rows)  # 20 rows: 3 and 7 do not divide them
+    assert out.shape == (2, 10) and out.dtype == torch.float64
+    (gz,) = torch.autograd.grad((out * w).sum(), z)
+    ref = _gather_ref(z, y)
+    (gr,) = torch.autograd.grad((ref * w).sum(), z)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gz, gr, rtol=0, atol=1e-12)
+    # closed form of the gradient: w·(onehot(y) − softmax(z))
+    closed = w[..., None] * (torch.nn.functional.one_hot(y, 37).double() - torch.softmax(z.detach(), -1))
+    torch.testing.assert_close(gz, closed, rtol=0, atol=1e-12)
+
+
+def test_gather_logprobs_gradcheck_tiny():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 4, 2])
+    assert torch.autograd.gradcheck(lambda t: gather_logprobs(t, y, chunk_rows=2), (z,))
+
+
+def test_gather_logprobs_extreme_logits_are_finite():
+    z = torch.tensor([[1e4, -1e4, 0.0, 1e4], [-1e4, -1e4, -1e4, -1e4]], dtype=torch.float64)
+    z.requires_grad_(True)
+    y = torch.tensor([1, 2])
+    out = gather_logprobs(z, y, chunk_rows=1)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(z.grad).all()
+    # closed forms: row 0 has two maxima 1e4, so log p(y=1) = −2e4 − log 2; row 1 is uniform over 4
+    expect = torch.tensor([-2e4 - np.log(2.0), -np.log(4.0)], dtype=torch.float64)
+    torch.testing.assert_close(out.detach(), expect, rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        z.grad, torch.tensor([[-0.5, 1.0, 0.0, -0.5], [-0.25, -0.25, 0.75, -0.25]], dtype=torch.float64)
+    )
+    zf = torch.tensor([[1e4, -1e4, 3.0], [-1e4, 1e4, 1e4]], dtype=torch.float32, requires_grad=True)
+    of = gather_logprobs(zf, torch.tensor([0, 0]))
+    of.sum().backward()
+    assert torch.isfinite(of).all() and torch.isfinite(zf.grad).all()
+    torch.testing.assert_close(of, _gather_ref(zf.detach(), torch.tensor([0, 0])))
+
+
+def test_gather_logprobs_bfloat16_upcasts_per_chunk():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(6, 11, generator=g).to(torch.bfloat16).requires_grad_(True)
+    y = torch.randint(0, 11, (6,), generator=g)
+    out = gather_logprobs(z, y, chunk_rows=4)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, _gather_ref(z.detach().float(), y), rtol=0, atol=1e-6)
+    out.sum().backward()
+    assert z.grad.dtype == torch.bfloat16
+    closed = torch.nn.functional.one_hot(y, 11).float() - torch.softmax(z.detach().float(), -1)
+    torch.testing.assert_close(z.grad.float(), closed.to(torch.bfloat16).float(), rtol=0, atol=0)
+
+
+def test_gather_logprobs_rejects_bad_input():
+    z = torch.zeros(2, 3, 5)
+    with pytest.raises(ValueError, match="tokens"):
+        gather_logprobs(z, torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="tokens"):
+        gather_logprobs(z, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="entry 4"):
+        gather_logprobs(z, torch.tensor([[0, 1, 2], [3, 5, 0]]))
+    with pytest.raises(ValueError, match="chunk_rows"):
+        gather_logprobs(z, torch.zeros(2, 3, dtype=torch.long), chunk_rows=0)
