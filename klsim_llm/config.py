@@ -119,6 +119,11 @@ class ModelConfig:
     autocast_bf16: bool = _f(
         True, "bf16 autocast for forward passes when CUDA is available (log-softmax in fp32)"
     )
+    autocast_bf16_cpu: bool = _f(
+        False,
+        "run forward passes under torch.autocast('cpu', bfloat16) — for testing the bf16 path without a "
+        "GPU (needs dtype float32; log-softmax in fp32)",
+    )
     peft_lora_r: int = _f(0, "LoRA rank r; 0 trains all weights [Hu et al., LoRA, arXiv:2106.09685]")
     peft_lora_alpha: float = _f(16.0, "LoRA scaling alpha [LoRA, arXiv:2106.09685]")
     peft_target_modules: list = _f([], "module names LoRA wraps; empty: peft's default for the architecture")
@@ -129,6 +134,11 @@ class ModelConfig:
         if self.from_config is not None and "model_type" not in self.from_config:
             raise ValueError("model.from_config must contain 'model_type' (e.g. 'llama', 'gpt2')")
         _choice("model.dtype", self.dtype, ("float32", "float64"))
+        if self.autocast_bf16_cpu and self.dtype != "float32":
+            raise ValueError(
+                f"model.autocast_bf16_cpu=true needs model.dtype='float32' (autocast leaves {self.dtype} "
+                "tensors uncast), got model.dtype={self.dtype!r}"
+            )
         _at_least("model.peft_lora_r", self.peft_lora_r, 0)
 
 

@@ -14,6 +14,7 @@ wraps *that* in DDP / FSDP, so gradient synchronization sees every parameter use
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -28,7 +29,22 @@ __all__ = [
     "gather_logprobs",
     "auto_row_chunk",
     "position_ids_from_mask",
+    "bf16_autocast",
 ]
+
+
+def bf16_autocast(device_type: bool | str | None):
+    """``torch.autocast(device_type, dtype=torch.bfloat16)``, or a null context.
+
+    Parameters
+    ----------
+    device_type : str, bool or None
+        ``"cuda"`` / ``"cpu"``: autocast on that device type; ``None`` / ``False``: no autocast;
+        ``True``: ``"cuda"`` (the historical boolean flag).
+    """
+    if device_type is None or device_type is False:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if device_type is True else str(device_type), dtype=torch.bfloat16)
 
 
 @dataclass
@@ -66,15 +82,20 @@ def auto_row_chunk(n_rows: int, vocab: int, hidden: int, *, min_elements: int = 
 
 
 def _chunk_stats(z: torch.Tensor, y: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logp of y, entropy) of rows of logits ``z`` (n, V); computed in >= float32."""
+    """(logp of y, entropy) of rows of logits ``z`` (n, V); computed in >= float32.
+
+    Under autocast the logits may arrive in bf16: the chunk is upcast first and autocast is switched off
+    for the log-softmax, so the logsumexp, the gather and the entropy all run in >= float32.
+    """
     z = z.to(torch.promote_types(z.dtype, torch.float32))
-    if temperature != 1.0:
-        z = z / temperature
-    lse = torch.logsumexp(z, dim=-1)
-    logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
-    with torch.no_grad():
-        lp = z - lse.unsqueeze(-1)
-        ent = -(lp.exp() * lp).sum(-1)
+    with torch.autocast(z.device.type, enabled=False):
+        if temperature != 1.0:
+            z = z / temperature
+        lse = torch.logsumexp(z, dim=-1)
+        logp = z.gather(-1, y.unsqueeze(-1)).squeeze(-1) - lse
+        with torch.no_grad():
+            lp = z - lse.unsqueeze(-1)
+            ent = -(lp.exp() * lp).sum(-1)
     return logp, ent
 
 

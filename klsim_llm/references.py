@@ -25,14 +25,13 @@ vocabulary, summed over response positions, averaged over probe sequences) and t
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from klsim_llm.logprobs import TokenLogProbs, token_logprobs
+from klsim_llm.logprobs import TokenLogProbs, bf16_autocast, token_logprobs
 
 __all__ = [
     "REFERENCES",
@@ -178,7 +177,9 @@ class ReferenceStrategy:
     name = "base"
     moving = False
 
-    def __init__(self, cfg, policy: nn.Module, *, row_chunk: int = 0, autocast: bool = False) -> None:
+    def __init__(
+        self, cfg, policy: nn.Module, *, row_chunk: int = 0, autocast: bool | str | None = None
+    ) -> None:
         self.cfg = cfg
         self.row_chunk = row_chunk
         self.autocast = autocast
@@ -186,9 +187,7 @@ class ReferenceStrategy:
         self.moved = False  # set when after_step changed the reference (drift accounting)
 
     def _ctx(self):
-        if self.autocast:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16_autocast(self.autocast)
 
     @torch.no_grad()
     def logprobs(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from klsim_llm.logprobs import position_ids_from_mask
+from klsim_llm.logprobs import bf16_autocast, position_ids_from_mask
 
 __all__ = [
     "Rollout",
@@ -128,7 +128,7 @@ def generate(
     temperature: float = 1.0,
     eos_token_id: int | None = None,
     pad_token_id: int = 0,
-    autocast: bool = False,
+    autocast: bool | str | None = None,
 ) -> Rollout:
     """Sample responses with per-row keyed generators (inverse-CDF on float64 probabilities).
 
@@ -141,6 +141,9 @@ def generate(
         T; responses stop early at ``eos_token_id`` (the rest is masked).
     temperature : float
         Sampling temperature (recorded in the result).
+    autocast : str, bool or None
+        Device type for bf16 autocast of the forward passes (see :func:`~klsim_llm.logprobs.bf16_autocast`);
+        the sampling distribution is computed in float64 either way.
     """
     if len(seeds) != prompt_ids.shape[0]:
         raise ValueError(f"seeds: need {prompt_ids.shape[0]} seeds, got {len(seeds)}")
@@ -158,7 +161,7 @@ def generate(
     use_cache = _supports_cache(model)
     past = None
     cur_ids, cur_pos = ids, position_ids_from_mask(mask)
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else _nullctx()
+    ctx = bf16_autocast(autocast)
     for t in range(max_new_tokens):
         with ctx:
             if use_cache:
@@ -198,14 +201,6 @@ def generate(
                 mask = torch.cat([mask, torch.zeros((B, pad), dtype=mask.dtype, device=dev)], dim=1)
             break
     return Rollout(ids, mask, P, resp_mask, logps, float(temperature))
-
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ trainer does:
 - **log-probs**: chunked (:mod:`klsim_llm.logprobs`) inside a :class:`~klsim_llm.logprobs.LogProbModule`
   wrapped in DDP / FSDP2 when ``WORLD_SIZE > 1`` (``torchrun`` or ``accelerate launch``);
 - **references** (:mod:`klsim_llm.references`) with drift accounting;
-- **precision**: bf16 autocast on CUDA, float32 (or float64) on CPU;
+- **precision**: bf16 autocast on CUDA, float32 (or float64) on CPU (``model.autocast_bf16_cpu`` turns on
+  bf16 autocast on CPU to exercise that path without a GPU); the log records it as ``precision``;
 - **logging**: one JSON line per step (reward, KL with the estimator named, entropy, grad norm, drift, β),
   tqdm bar on rank 0;
 - **checkpoints** (:mod:`klsim_llm.checkpoint`): exact resume.
@@ -48,7 +49,7 @@ from torch import nn
 from klsim_llm import registry
 from klsim_llm.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from klsim_llm.config import TrainConfig, config_from_dict, config_to_dict
-from klsim_llm.logprobs import LogProbModule
+from klsim_llm.logprobs import LogProbModule, bf16_autocast
 from klsim_llm.references import DriftTracker, Precomputed, ReferenceStrategy, make_reference
 from klsim_llm.rollout import (
     ModelReward,
@@ -214,7 +215,10 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.rank, self.world, self.device = init_distributed(cfg.dist.backend)
-        self.autocast = self.device.type == "cuda" and cfg.model.autocast_bf16
+        # bf16 autocast: on CUDA by model.autocast_bf16, on CPU only by model.autocast_bf16_cpu (testing)
+        amp = cfg.model.autocast_bf16 if self.device.type == "cuda" else cfg.model.autocast_bf16_cpu
+        self.autocast: str | None = self.device.type if amp and self.device.type in ("cuda", "cpu") else None
+        self.precision = f"{cfg.model.dtype}+bf16_autocast" if self.autocast else cfg.model.dtype
         self.entry = registry.get(objective_name(cfg))
         for what, folder in (
             ("model.name_or_path", cfg.model.name_or_path),
@@ -334,7 +338,7 @@ class Trainer:
         return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
     def _ctx(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        return bf16_autocast(self.autocast)
 
     def _make_drift(self) -> DriftTracker | None:
         """Probe: the first ``probe_size`` prompts with responses sampled once from π_init (stream 2)."""
@@ -841,6 +845,7 @@ class Trainer:
             sampling_temperature=cfg.rollout.temperature,
             objective=self.entry.name,
             world_size=self.world,
+            precision=self.precision,
             lr=self.optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - t0,
         )

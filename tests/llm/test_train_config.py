@@ -99,6 +99,16 @@ def test_cli_overrides_and_unknown_keys(tmp_path):
         ({"model": {"name_or_path": "x", "from_config": {"model_type": "llama"}}}, "exactly one"),
         ({"method": "sft"}, "method"),
         ({"kl": {"aggregation": "token_mean_globl"}}, "did you mean 'token_mean"),
+        (
+            {
+                "model": {
+                    "from_config": {"model_type": "llama"},
+                    "dtype": "float64",
+                    "autocast_bf16_cpu": True,
+                }
+            },
+            "autocast_bf16_cpu=true needs model.dtype='float32'",
+        ),
     ],
 )
 def test_invalid_combinations_raise(data, match):

@@ -4,6 +4,7 @@ and after killing the process), CLI train/eval, ``from_pretrained`` on a folder 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -448,3 +449,43 @@ def test_token_mean_uses_the_global_token_count(tmp_path):
     two.train_step()
     for a, b in zip(one.policy.parameters(), two.policy.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+# --- precision ----------------------------------------------------------------------------------------
+
+
+def test_bf16_cpu_autocast_runs_and_matches_float32_within_bf16_rounding(tmp_path):
+    """model.autocast_bf16_cpu: the bf16 autocast path (the one CUDA takes) on CPU.  Same seed and initial
+    weights as a float32 run: the returned log-probs stay float32 (the log-softmax is upcast per chunk), the
+    first SGD update (lr = 1, i.e. minus the gradient) and the log-probs agree with float32 within bf16
+    rounding, and they are NOT bit-identical (so autocast really was active).
+
+    Tolerance: bf16 keeps 8 significand bits, unit roundoff 2**-8 ~ 3.9e-3 per rounding; the one-layer model
+    rounds a handful of times along each path, so relative 2e-2 (~5 roundoffs) bounds the difference while
+    a wrong upcast / a float32-only run would show up as 0 (bit-identical) or O(1) differences."""
+    runs = {}
+    for amp in (False, True):
+        over = {
+            "model": {**TINY, "dtype": "float32", "autocast_bf16_cpu": amp},
+            "optim": {"optimizer": "sgd", "lr": 1.0},
+            "steps": 3,
+        }
+        tr = Trainer(config_from_dict(_cfg(tmp_path / str(amp), **over)))
+        assert tr.autocast == ("cpu" if amp else None)
+        ro = tr._rl_rollout([0, 1], 0)["ro"]
+        logp, ent, _ = tr.policy_logprobs(ro.input_ids, ro.attention_mask, ro.prompt_len)
+        assert logp.dtype == torch.float32 and ent.dtype == torch.float32
+        before = [p.detach().clone() for p in tr.policy.parameters()]
+        rows = [tr.train_step()]
+        update = torch.cat([(b - a.detach()).reshape(-1) for b, a in zip(before, tr.policy.parameters())])
+        rows += [tr.train_step(), tr.train_step()]
+        for r in rows:
+            assert math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])
+            assert r["precision"] == ("float32+bf16_autocast" if amp else "float32")
+        runs[amp] = (ro.input_ids, logp.detach(), update, rows)
+    (ids32, lp32, up32, rows32), (ids16, lp16, up16, rows16) = runs[False], runs[True]
+    assert torch.equal(ids32, ids16)  # same sampled responses: the comparison is like for like
+    assert not torch.equal(lp32, lp16) and not torch.equal(up32, up16)  # autocast was active
+    torch.testing.assert_close(lp16, lp32, rtol=2e-2, atol=2e-2 * float(lp32.abs().max()))
+    assert float((up16 - up32).norm() / up32.norm()) < 2e-2
+    assert abs(rows16[0]["grad_norm"] - rows32[0]["grad_norm"]) < 2e-2 * rows32[0]["grad_norm"]
