@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["ab_medians", "streaming_read_bandwidth", "peak_rss_delta"]
+__all__ = ["ab_medians", "streaming_read_bandwidth"]
 
 
 def ab_medians(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1) -> dict[str, float]:
@@ -29,13 +29,3 @@ def streaming_read_bandwidth(n_bytes: int, repeats: int = 7) -> float:
     a = np.ones(max(1, n_bytes // 8))
     t = ab_medians({"read": lambda: a.sum()}, repeats=repeats)["read"]
     return a.nbytes / t
-
-
-def peak_rss_delta(fn: Callable[[], object]) -> int:
-    """Very rough peak-RSS increase (bytes) while running ``fn`` (Linux ru_maxrss based)."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(max(0, after - before) * 1024)

@@ -207,7 +207,10 @@ def run_module(name: str, out: Path, quick: bool = False) -> Report:
 
 
 def write_index(reports: dict[str, Report], out: Path) -> Path:
-    """Write ``index.md`` and ``index.html`` linking every figure and claim of every report."""
+    """Write ``index.md`` and ``index.html`` linking every figure and claim of every report.
+
+    Report ``name``'s figures are expected in ``out/name/`` (where ``klsim repro all`` runs each script).
+    """
     out = Path(out)
     md = ["# klsim reproductions", ""]
     html = [
@@ -244,11 +247,7 @@ def write_index(reports: dict[str, Report], out: Path) -> Path:
             )
         html.append("</table>")
         for f in r.figures:
-            rel = (
-                Path(f).relative_to(out)
-                if Path(f).is_absolute() and out.resolve() in Path(f).resolve().parents
-                else Path(name) / Path(f).name
-            )
+            rel = Path(name) / Path(f).name
             md.append(f"\n![{Path(f).stem}]({rel.as_posix()})")
             html.append(
                 f"<figure><img src='{rel.as_posix()}'><figcaption>{Path(f).stem}</figcaption></figure>"

@@ -6,7 +6,7 @@ import numpy as np
 
 from klsim._jit import njit
 
-__all__ = ["lse_1d", "lse_rows", "kl_rows_from_logs"]
+__all__ = ["lse_1d", "kl_rows_from_logs"]
 
 
 @njit
@@ -24,14 +24,6 @@ def lse_1d(x):
     for i in range(x.shape[0]):
         s += np.exp(x[i] - m)
     return m + np.log(s)
-
-
-@njit
-def lse_rows(x, out):
-    """Row-wise logsumexp of a 2-d array into ``out`` (shape (n,))."""
-    for i in range(x.shape[0]):
-        out[i] = lse_1d(x[i])
-    return out
 
 
 @njit
