@@ -162,6 +162,7 @@ def f_divergence(p: np.ndarray, q: np.ndarray, f, axis: int = -1) -> np.ndarray:
 
 import numba as _numba  # noqa: E402
 
+from klsim._jit import KernelChooser as _KernelChooser  # noqa: E402
 from klsim._kernels import tsallis as _tsk  # noqa: E402
 from klsim._validation import as_float_array as _as_float_array  # noqa: E402
 from klsim._validation import check_finite as _check_finite  # noqa: E402
@@ -169,6 +170,8 @@ from klsim._validation import check_nonnegative_scalar as _check_nonnegative_sca
 from klsim._validation import check_positive as _check_positive  # noqa: E402
 
 _REF_TOL = 1e-10
+_TSALLIS_CHOOSER = _KernelChooser()
+"""Runs the faster of the serial and ``prange`` Tsallis kernels on large batches (same bits)."""
 
 
 def _check_tsallis_index(tsallis_q: float, minimum: float = 0.0) -> float:
@@ -373,9 +376,11 @@ def _tsallis_step(
         lm2 = np.zeros((1, A))
     out = np.empty_like(Q2)
     nu = np.empty(Q2.shape[0])
-    parallel = Q2.size >= _tsk.PARALLEL_MIN_ENTRIES and _numba.get_num_threads() >= _tsk.PARALLEL_MIN_THREADS
-    kernel = _tsk.tsallis_threshold_rows_par if parallel else _tsk.tsallis_threshold_rows
-    kernel(Q2, lm2, float(lam), float(tau), float(qv), out, nu)
+    args = (Q2, lm2, float(lam), float(tau), float(qv), out, nu)
+    if Q2.size >= _tsk.PARALLEL_MIN_ENTRIES and _numba.get_num_threads() >= _tsk.PARALLEL_MIN_THREADS:
+        _TSALLIS_CHOOSER.run(_tsk.tsallis_threshold_rows, _tsk.tsallis_threshold_rows_par, Q2.size, *args)
+    else:
+        _tsk.tsallis_threshold_rows(*args)
     if qv == 2.0 and lam == 0.0 and np.isnan(nu).any():
         # the sparsemax path checks finiteness in its first pass (no extra pass over Q) and flags rows
         _check_finite("q_values", q_values)

@@ -13,6 +13,7 @@ Vieillard et al. 2020 [LtA] §6 (Garnets); spec ``kl-regularized-dp.md`` §8.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -137,6 +138,34 @@ class TabularMDP:
         if self._csr is None:
             raise ValueError("csr: this MDP uses the dense layout; call to_sparse() first")
         return self._csr
+
+    @cached_property
+    def nnz(self) -> int:
+        """Number of nonzero transition probabilities (counted once for the dense layout, then cached)."""
+        if self._csr is not None:
+            return int(np.count_nonzero(self._csr[2]))
+        return int(np.count_nonzero(self.P))
+
+    @cached_property
+    def nonzero_csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indptr, indices, data)`` of the (S*A, S) matrix P: the stored CSR (sparse layout) or its nonzeros.
+
+        Column indices are sorted within each row, so a sum over a row's nonzeros visits them in the same
+        order as a sum over the whole dense row.  For the dense layout this is built once (one pass over
+        P) and cached; the arrays are read-only.  The sweeps of :mod:`klsim.dp` use it for dense MDPs
+        whose P is mostly zeros (``klsim.dp._core.ZERO_SKIP_MAX_DENSITY``).
+        """
+        if self._csr is not None:
+            return self._csr
+        M = self.transition_matrix()
+        rows, cols = np.nonzero(M)
+        data = M[rows, cols]
+        indptr = np.zeros(M.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=M.shape[0]), out=indptr[1:])
+        out = (indptr, cols.astype(np.int64), np.ascontiguousarray(data, dtype=np.float64))
+        for arr in out:
+            arr.setflags(write=False)
+        return out
 
     @property
     def r_max(self) -> float:

@@ -28,3 +28,11 @@ except ImportError:  # pragma: no cover
 def rng() -> np.random.Generator:
     """A fixed-seed generator for test data."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def dense_kernels(monkeypatch):
+    """Force klsim.dp's dense kernels on dense-layout MDPs (no zero skipping), to compare the two layouts."""
+    import klsim.dp._core as core
+
+    monkeypatch.setattr(core, "ZERO_SKIP_MAX_DENSITY", -1.0)

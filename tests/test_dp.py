@@ -111,6 +111,7 @@ def test_parallel_sweeps_give_the_same_bits_as_serial(g30, rng):
             assert np.array_equal(x, y)
 
 
+@pytest.mark.usefixtures("dense_kernels")
 def test_large_problem_paths_agree_with_small_problem_paths(g30, monkeypatch):
     """Above PARALLEL_MIN_WORK the sparse sweep runs in parallel; above DENSE_BLAS_MIN_WORK the dense one uses BLAS."""
     import klsim.dp._core as core
@@ -130,6 +131,7 @@ def test_large_problem_paths_agree_with_small_problem_paths(g30, monkeypatch):
     )
 
 
+@pytest.mark.usefixtures("dense_kernels")
 def test_soft_sweep_layouts_and_pieces_agree(g30, rng):
     S, A = 30, 4
     q = rng.standard_normal((S, A))
@@ -225,6 +227,7 @@ def _sa_evaluation(mdp, pi, lam=0.0, tau=0.0, mu=None):
     return q.reshape(S, A)
 
 
+@pytest.mark.usefixtures("dense_kernels")
 @pytest.mark.parametrize("lam, tau", [(0.0, 0.0), (0.0, 0.3), (0.7, 0.0), (0.5, 0.2)])
 def test_policy_evaluation_matches_sa_system_in_both_layouts(g30, rng, lam, tau):
     log_pi = _log_softmax(rng.standard_normal((30, 4)))
@@ -420,6 +423,7 @@ def test_solver_argument_errors(g30):
         soft_value_iteration(g30, entropy_coef=np.nan)
 
 
+@pytest.mark.usefixtures("dense_kernels")
 def test_sparse_and_dense_solvers_agree(g30):
     for f in (
         lambda m: soft_value_iteration(m, entropy_coef=0.1).q,

@@ -186,6 +186,7 @@ def test_q0_is_used(g30, rng):
     np.testing.assert_allclose(np.exp(res.history["log_policy"][1]), np.exp(_log_softmax(q0)), atol=1e-15)
 
 
+@pytest.mark.usefixtures("dense_kernels")
 def test_dense_and_sparse_md_vi_agree(g30):
     kw = dict(kl_coef=0.3, entropy_coef=0.05, n_iter=60, eval_steps=2, noise_std=1.0, seed=0)
     a, b = md_vi(g30, **kw), md_vi(g30.to_dense(), **kw)

@@ -74,6 +74,7 @@ def test_clipping_breaks_the_equivalence(g30):
     assert np.max(np.abs(exact.policy - d.policy)) <= 1e-10
 
 
+@pytest.mark.usefixtures("dense_kernels")
 def test_alpha_zero_is_soft_vi_and_dense_equals_csr(g12):
     S, A = g12.n_states, g12.n_actions
     m = munchausen_vi(g12, alpha=0.0, tau=0.2, n_iter=40, record_iterates=True, track_error=False)
@@ -246,6 +247,7 @@ def test_repro_smoke(tmp_path):
     assert report.figures and all(p.exists() for p in report.figures)
 
 
+@pytest.mark.usefixtures("dense_kernels")
 def test_mvi_q_and_tsallis_kl_vi_dense_equals_csr(g12):
     dense = g12.to_dense()
     for fn, kw in (

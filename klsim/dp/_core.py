@@ -6,6 +6,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from klsim._jit import KernelChooser
 from klsim._kernels.dp import (
     backup_csr,
     backup_dense,
@@ -29,9 +30,20 @@ DENSE_BLAS_MIN_WORK = 4_000_000
 """Dense sweeps touching at least this many entries use numpy's BLAS matrix-vector product (memory-bound;
 equal to the numba dot product up to rounding)."""
 
+ZERO_SKIP_MAX_DENSITY = 0.25
+"""Dense-layout MDPs with at most this fraction of nonzero transition probabilities are swept over their
+nonzeros (:attr:`klsim.mdp.TabularMDP.nonzero_csr`, built once).  Skipping exact zeros drops only
+products that are exactly 0.0; the remaining products are summed in column order instead of the dense
+kernels' 8 partial sums (or BLAS's order), so results agree with the dense kernels to rounding.  A CSR entry costs 16 bytes (value + int64 index) against 8 for a dense one, so the break-even density is
+0.5; 0.25 keeps a margin.  Garnet(2000, 10, 10) stored dense has density 0.005: its sweep reads 3.2 MB
+instead of 320 MB."""
+
+SWEEP_CHOOSER = KernelChooser()
+"""Times the serial and ``prange`` CSR sweeps and runs the faster (see :class:`klsim._jit.KernelChooser`)."""
+
 PARALLEL_MIN_THREADS = 2
 """The ``prange`` CSR sweep needs at least this many numba threads (``numba.set_num_threads(1)`` turns it
-off; on a heavily oversubscribed machine that can be faster)."""
+off); above that, :data:`SWEEP_CHOOSER` falls back to the serial kernel while it is faster (busy cores)."""
 
 LOG_NORM_TOL = 1e-10
 """Tolerance on Σ_a exp(log π(a|s)) − 1 for log-policies given by the user."""
@@ -87,11 +99,21 @@ def uniform_log_policy(S: int, A: int) -> np.ndarray:
     return np.full((S, A), -np.log(A))
 
 
+def sweeps_csr(mdp: TabularMDP) -> bool:
+    """True when sweeps use the CSR kernels: the sparse layout, or a dense P with density ≤ 0.25."""
+    return mdp.is_sparse or mdp.nnz <= ZERO_SKIP_MAX_DENSITY * mdp.P.size
+
+
 def backup(mdp: TabularMDP, v: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = R + γ P v (layout dispatch)."""
-    if mdp.is_sparse:
-        indptr, indices, data = mdp.csr
+    if sweeps_csr(mdp):
+        indptr, indices, data = mdp.nonzero_csr
         return backup_csr(indptr, indices, data, mdp.R, mdp.gamma, v, out)
+    return backup_dense_kernel(mdp, v, out)
+
+
+def backup_dense_kernel(mdp: TabularMDP, v: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = R + γ P v with the dense kernels (numba, or BLAS gemv for large P), whatever P's density."""
     if mdp.P.size >= DENSE_BLAS_MIN_WORK:
         return _backup_dense_blas(mdp, v, out)
     return backup_dense(mdp.P, mdp.R, mdp.gamma, v, out)
@@ -125,12 +147,20 @@ def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_p
         backup(mdp, v, q_out)
         return
     beta = kl_coef / temp
-    if mdp.is_sparse:
-        indptr, indices, data = mdp.csr
-        parallel = data.size >= PARALLEL_MIN_WORK and numba.get_num_threads() >= PARALLEL_MIN_THREADS
-        kernel = soft_sweep_csr_par if parallel else soft_sweep_csr
-        kernel(indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
-    elif mdp.P.size >= DENSE_BLAS_MIN_WORK:
+    if sweeps_csr(mdp):
+        indptr, indices, data = mdp.nonzero_csr
+        args = (indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
+        if data.size >= PARALLEL_MIN_WORK and numba.get_num_threads() >= PARALLEL_MIN_THREADS:
+            SWEEP_CHOOSER.run(soft_sweep_csr, soft_sweep_csr_par, data.size, *args)
+        else:
+            soft_sweep_csr(*args)
+    else:
+        soft_sweep_dense_kernel(mdp, q, log_mu, beta, temp, log_pi, v, q_out)
+
+
+def soft_sweep_dense_kernel(mdp: TabularMDP, q, log_mu, beta: float, temp: float, log_pi, v, q_out) -> None:
+    """The soft sweep with the dense kernels (numba, or numba greedy + BLAS gemv for large P), any density."""
+    if mdp.P.size >= DENSE_BLAS_MIN_WORK:
         soft_greedy_rows(q, log_mu, beta, temp, log_pi, v)
         _backup_dense_blas(mdp, v, q_out)
     else:

@@ -1,0 +1,131 @@
+"""Kernel dispatch of klsim.dp: zero skipping on dense input, and the serial/``prange`` chooser.
+
+Zero skipping must not change the numbers beyond rounding (the dense kernels, forced, are the independent
+reference; the CSR layout built by scipy is a second one), and the chooser must only pick kernels, never
+change results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import klsim.dp._core as core
+from klsim._jit import KernelChooser
+from klsim.dp import md_vi, value_iteration
+from klsim.mdp import TabularMDP, garnet
+
+
+@pytest.fixture(scope="module")
+def g40():
+    return garnet(40, 3, 4, seed=3, gamma=0.9)
+
+
+def _sweep(mdp, q, log_mu, lam=0.5, tau=0.2):
+    S, A = q.shape
+    out = (np.empty((S, A)), np.empty(S), np.empty((S, A)))
+    core.sweep(mdp, q, log_mu, lam, tau, *out)
+    return out
+
+
+def test_nonzero_csr_equals_scipy_csr_of_the_dense_matrix(g40):
+    d = g40.to_dense()
+    indptr, indices, data = d.nonzero_csr
+    ref = sp.csr_array(d.transition_matrix())  # scipy drops zeros, columns sorted
+    ref.sort_indices()
+    assert np.array_equal(indptr, ref.indptr) and np.array_equal(indices, ref.indices)
+    assert np.array_equal(data, ref.data)
+    assert d.nnz == ref.nnz == 40 * 3 * 4
+    assert not data.flags.writeable
+    assert d.nonzero_csr is d.nonzero_csr  # cached: built once
+    assert g40.nonzero_csr is g40.csr
+
+
+def test_zero_skipping_only_below_the_density_threshold(g40, rng):
+    assert core.sweeps_csr(g40) and core.sweeps_csr(g40.to_dense())  # density 4/40 = 0.1
+    P = rng.dirichlet(np.ones(6), size=(6, 2))  # fully dense rows
+    dense = TabularMDP(P, rng.uniform(size=(6, 2)), 0.9)
+    assert dense.nnz == P.size and not core.sweeps_csr(dense)
+
+
+def test_zero_skipping_sweep_equals_the_dense_kernel_and_the_sparse_layout(g40, rng, monkeypatch):
+    S, A = 40, 3
+    q = rng.standard_normal((S, A))
+    log_mu = np.log(rng.dirichlet(np.ones(A), size=S))
+    d = g40.to_dense()
+    skipped = _sweep(d, q, log_mu)
+    sparse = _sweep(g40, q, log_mu)
+    for x, y in zip(skipped, sparse):  # same CSR arrays, same kernel: same bits
+        assert np.array_equal(x, y)
+    monkeypatch.setattr(core, "ZERO_SKIP_MAX_DENSITY", -1.0)
+    assert not core.sweeps_csr(d)
+    forced = _sweep(d, q, log_mu)
+    for x, y in zip(skipped, forced):
+        np.testing.assert_allclose(x, y, rtol=1e-14, atol=1e-14)
+
+
+def test_zero_skipping_md_vi_and_vi_equal_the_dense_kernels(g40, monkeypatch):
+    d = g40.to_dense()
+    kw = dict(kl_coef=0.3, entropy_coef=0.05, n_iter=40, eval_steps=2, noise_std=0.5, seed=1)
+    a, vi_a = md_vi(d, **kw), value_iteration(d, tol=1e-10)
+    monkeypatch.setattr(core, "ZERO_SKIP_MAX_DENSITY", -1.0)
+    b, vi_b = md_vi(d, **kw), value_iteration(d, tol=1e-10)
+    np.testing.assert_allclose(a.q, b.q, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.log_policy, b.log_policy, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(vi_a.v, vi_b.v, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- KernelChooser
+
+
+def test_chooser_tries_both_then_runs_the_faster():
+    c = KernelChooser(probe_every=4, max_probe_every=16)
+    assert c.choose() is True
+    c.record(True, work=100, seconds=1.0)  # parallel: 0.01 s per unit (a busy core)
+    assert c.choose() is False
+    c.record(False, work=100, seconds=0.1)
+    picks = []
+    for _ in range(12):
+        p = c.choose()
+        picks.append(p)
+        c.record(p, 100, 1.0 if p else 0.1)  # timings stay the same
+    # serial except the re-tries: after 4 calls, then 8 (interval doubled by the confirmation)
+    assert picks == [False, False, False, True] + [False] * 7 + [True]
+    assert c.probe_every == 16
+
+
+def test_chooser_switches_back_when_the_other_kernel_becomes_faster():
+    c = KernelChooser(probe_every=2, max_probe_every=64)
+    for p, t in ((True, 1.0), (False, 0.1)):
+        assert c.choose() is p
+        c.record(p, 1, t)
+    assert c.choose() is False
+    c.record(False, 1, 0.1)
+    assert c.choose() is True  # re-try
+    c.record(True, 1, 0.01)  # the cores are free again
+    assert c.best() is True and c.probe_every == 2
+    assert c.choose() is True
+
+
+def test_chooser_run_calls_the_chosen_function_and_returns_its_result():
+    calls = []
+    c = KernelChooser()
+    out = [
+        c.run(lambda x: calls.append(("s", x)) or "s", lambda x: calls.append(("p", x)) or "p", 10, i)
+        for i in range(2)
+    ]
+    assert out == ["p", "s"] and calls == [("p", 0), ("s", 1)]
+
+
+def test_sweep_through_the_chooser_gives_the_same_bits_whichever_kernel_runs(g40, rng, monkeypatch):
+    monkeypatch.setattr(core, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(core, "PARALLEL_MIN_THREADS", 0)
+    monkeypatch.setattr(core, "SWEEP_CHOOSER", KernelChooser(probe_every=1))
+    q = rng.standard_normal((40, 3))
+    log_mu = np.full((40, 3), -np.log(3))
+    results = [_sweep(g40, q, log_mu) for _ in range(4)]  # parallel, serial, then re-tries
+    assert set(core.SWEEP_CHOOSER.cost) == {True, False} and None not in core.SWEEP_CHOOSER.cost.values()
+    for r in results[1:]:
+        for x, y in zip(results[0], r):
+            assert np.array_equal(x, y)
