@@ -974,9 +974,10 @@ class Trainer:
                 self.out_dir,
                 self.step,
                 state,
-                model=None if self._fsdp() else self.policy,
+                model=self.policy,
                 tokenizer=self.tokenizer,
                 keep=self.cfg.log.keep_checkpoints,
+                model_state=state["policy"] if self._fsdp() else None,  # full weights, not the shards
             )
         if self.world > 1:
             import torch.distributed as dist

@@ -234,6 +234,12 @@ def test_fsdp_exact_resume_with_ema_reference(tmp_path):
     for part in ("model", "init"):  # the EMA anchor and θ_init equal the 1-process ones
         assert _max_rel(s1["reference"][part], s2["reference"][part]) <= 1e-9
         assert _max_abs(s2["reference"][part], sr["reference"][part]) <= 1e-12
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(  # the save_pretrained folder holds the full weights too
+        ck2.parent / "step_5" / "model", local_files_only=True, dtype=torch.float64
+    )
+    assert _max_abs(p2, hf.state_dict()) == 0.0
     opt = s2["optimizer"]["state"]  # full (unsharded) Adam moments, keyed by parameter name
     assert all(opt[k]["exp_avg"].shape == p2[k.removeprefix("model.")].shape for k in opt)
     assert _max_rel(p1, _final_policy(tmp_path, "single_from_fsdp")) <= 1e-9
