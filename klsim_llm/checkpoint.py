@@ -53,10 +53,13 @@ def save_checkpoint(
     model: torch.nn.Module | None = None,
     tokenizer: Any = None,
     keep: int = 2,
+    model_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``state`` (and ``model``/``tokenizer`` in HF format) to ``out_dir/checkpoints/step_<step>``.
 
-    Returns the checkpoint folder.  Older checkpoints beyond the newest ``keep`` are removed.
+    ``model_state``: the weights ``save_pretrained`` writes instead of ``model.state_dict()`` (the gathered
+    full weights of an FSDP-sharded model).  Returns the checkpoint folder.  Older checkpoints beyond the
+    newest ``keep`` are removed.
     """
     root = Path(out_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,7 @@ def save_checkpoint(
     tmp.mkdir()
     torch.save(state, tmp / "state.pt")
     if model is not None and hasattr(model, "save_pretrained"):
-        model.save_pretrained(tmp / "model", safe_serialization=True)
+        model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=model_state)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "model")
     if final.exists():

@@ -305,9 +305,11 @@ class Trainer:
         if self.cfg.dist.strategy == "fsdp":
             from torch.distributed.fsdp import fully_shard
 
-            if self.cfg.reference.mode in ("tr_sync", "ema", "hard_reset", "elastic_reset"):
+            if self.reference.moving and getattr(self.reference, "merged", False):
                 raise ValueError(
-                    "FSDP with a weight-space reference update is not supported; use dist.strategy=ddp"
+                    "FSDP with a moving reference and reference.ema_space='merged_delta' is not supported "
+                    "(merging the LoRA adapter needs the unsharded PEFT model); use ema_space='factors' "
+                    "or dist.strategy=ddp"
                 )
             return fully_shard(module)
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -824,7 +826,7 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         kl_now = metrics.get(f"kl_{cfg.kl.estimator}", metrics.get("kl_k1"))
-        flags = self.reference.after_step(self.policy, self.step, kl_now)
+        flags = self._reference_after_step(kl_now)
         if flags.pop("reset_optimizer", False):
             self.optimizer = self._make_optimizer()
             self.scheduler = self._make_scheduler(self.optimizer)
@@ -856,6 +858,24 @@ class Trainer:
         if ce and self.step % ce == 0 and self.step < cfg.steps:
             self.save()
         return row
+
+    def _reference_after_step(self, kl_now: float | None) -> dict:
+        """``reference.after_step``.  Under FSDP the reference is a full replica on every rank (as a frozen
+        copy is); the rule runs on the policy's gathered full weights, and when it rewrites them (Elastic
+        Reset, LITI) they are scattered back into the shards by ``set_model_state_dict``."""
+        if not self._fsdp():
+            return self.reference.after_step(self.policy, self.step, kl_now)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        full = _FullWeights(self._policy_state(everywhere=True))
+        flags = self.reference.after_step(full, self.step, kl_now)
+        if full.written():
+            set_model_state_dict(
+                self.lp,
+                {"model." + k: v for k, v in full.sd.items()},
+                options=StateDictOptions(full_state_dict=True),
+            )
+        return flags
 
     def _drift_metrics(self) -> dict:
         every = self.cfg.reference.drift_every
@@ -905,22 +925,37 @@ class Trainer:
     def _fsdp(self) -> bool:
         return self.world > 1 and self.cfg.dist.strategy == "fsdp"
 
-    def _policy_state(self) -> dict:
-        if self._fsdp():  # gather the full (unsharded) weights on every rank
+    def _fqn_optimizer(self) -> bool:
+        """``dist.strategy=fsdp`` checkpoints keep the optimizer as a full state dict keyed by parameter
+        name (``get_optimizer_state_dict``); DDP / one-process checkpoints keep ``optimizer.state_dict()``."""
+        return self.cfg.dist.strategy == "fsdp"
+
+    def _policy_state(self, everywhere: bool = False) -> dict:
+        """The policy's full weights.  FSDP: gathered by ``get_model_state_dict`` (a collective), on rank 0
+        in CPU memory, or on every rank on the training device with ``everywhere``."""
+        if self._fsdp():
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-            full = get_model_state_dict(
-                self.lp, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
+            opts = StateDictOptions(full_state_dict=True, cpu_offload=not everywhere)
+            full = get_model_state_dict(self.lp, options=opts)
             return {k.removeprefix("model."): v for k, v in full.items()}
         return {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+
+    def _optimizer_state(self) -> dict:
+        if not self._fqn_optimizer():
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        # full (unsharded) tensors on rank 0, CPU: the same file resumes a 1-process or an FSDP run
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(self.lp, self.optimizer, options=opts)
 
     def state(self) -> dict:
         return {
             "step": self.step,
-            "policy": self._policy_state(),
-            # FSDP: sharded optimizer state is not gathered; FSDP checkpoints hold the weights only
-            "optimizer": None if self._fsdp() else self.optimizer.state_dict(),
+            "policy": self._policy_state(),  # collective under FSDP: every rank takes part
+            "optimizer": self._optimizer_state(),
+            "optimizer_format": "full_fqn" if self._fqn_optimizer() else "torch",
             "scheduler": self.scheduler.state_dict(),
             "reference": self.reference.state_dict(),
             "drift": self.drift.state_dict() if self.drift is not None else None,
@@ -939,9 +974,10 @@ class Trainer:
                 self.out_dir,
                 self.step,
                 state,
-                model=None if self._fsdp() else self.policy,
+                model=self.policy,
                 tokenizer=self.tokenizer,
                 keep=self.cfg.log.keep_checkpoints,
+                model_state=state["policy"] if self._fsdp() else None,  # full weights, not the shards
             )
         if self.world > 1:
             import torch.distributed as dist
@@ -950,11 +986,13 @@ class Trainer:
         return path
 
     def load_state(self, path: str | Path) -> None:
-        """Restore everything :meth:`state` saved (exact resume)."""
+        """Restore everything :meth:`state` saved (exact resume).  Every rank reads the file; under FSDP
+        ``set_model_state_dict`` / ``set_optimizer_state_dict`` shard the full tensors."""
         st = load_checkpoint(path)
-        if st["optimizer"] is None or self._fsdp():
+        if st["optimizer"] is None:
             raise ValueError(
-                f"resume: {str(path)!r} is an FSDP checkpoint (weights only); resume with dist.strategy=ddp"
+                f"resume: {str(path)!r} is a weights-only FSDP checkpoint (written before optimizer state "
+                "was saved under FSDP); exact resume is impossible without the optimizer state"
             )
         saved = config_from_dict(st["config"])
         for sec in ("method", "algo", "kl", "reference", "rollout", "optim", "seed", "dist"):
@@ -962,8 +1000,26 @@ class Trainer:
                 raise ValueError(
                     f"resume: checkpoint {str(path)!r} was written with a different config section {sec!r}"
                 )
-        self.policy.load_state_dict(st["policy"])
-        self.optimizer.load_state_dict(st["optimizer"])
+        fmt = st.get("optimizer_format", "torch")
+        if fmt != ("full_fqn" if self._fqn_optimizer() else "torch"):
+            raise ValueError(f"resume: {str(path)!r} has optimizer format {fmt!r}, unexpected for this run")
+        if self._fsdp():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(
+                self.lp,
+                {"model." + k: v for k, v in st["policy"].items()},
+                options=StateDictOptions(full_state_dict=True),
+            )
+        else:
+            self.policy.load_state_dict(st["policy"])
+        if fmt == "full_fqn":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            opts = StateDictOptions(full_state_dict=True)
+            set_optimizer_state_dict(self.lp, self.optimizer, st["optimizer"], options=opts)
+        else:
+            self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
         self.reference.load_state_dict(st["reference"])
         if self.drift is not None and st["drift"] is not None:
@@ -972,6 +1028,22 @@ class Trainer:
         self.beta = float(st["beta"])
         self.preference_queries = int(st["preference_queries"])
         set_rng_state(st["rng"])
+
+
+class _FullWeights:
+    """The policy seen by a reference rule under FSDP: ``state_dict()`` is the gathered full weights
+    (name -> tensor, shared, not copied), so in-place writes (``references._load``) land in ``sd``;
+    :meth:`written` tells whether any tensor was modified (its version counter moved)."""
+
+    def __init__(self, sd: dict) -> None:
+        self.sd = sd
+        self._versions = {k: v._version for k, v in sd.items()}
+
+    def state_dict(self) -> dict:
+        return self.sd
+
+    def written(self) -> bool:
+        return any(v._version != self._versions[k] for k, v in self.sd.items())
 
 
 class _AsModel(nn.Module):
