@@ -326,7 +326,7 @@ def test_bandit_ppo_with_critic_converges_to_tilted_reference(tmp_path, beta, r)
     print(f"ppo+critic beta={beta}: KL(pi*||pi)={kl:.2e} (start {kl0:.2e}); V={float(v):.5f} vs {v_star:.5f}")
     assert kl0 > 0.02
     assert kl < 0.01, (kl, kl0)
-    assert abs(float(v) - v_star) < 0.01 * max(1.0, abs(v_star))
+    assert abs(float(v) - v_star) < 2e-3, (float(v), v_star)
 
 
 def test_ppo_config_validation_and_help():
