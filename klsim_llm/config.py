@@ -384,9 +384,27 @@ class PPOConfig:
     clip_low: float = _f(0.2, "epsilon_lo of clip(rho, 1-eps_lo, 1+eps_hi) [PPO, arXiv:1707.06347]")
     clip_high: float = _f(0.2, "epsilon_hi of the clip [PPO; DAPO clip-higher, arXiv:2503.14476]")
     epochs: int = _f(2, "optimization epochs per rollout batch (off-policy after the first) [PPO]")
-    gae_gamma: float = _f(1.0, "gamma of GAE [Schulman et al., arXiv:1506.02438]")
-    gae_lambda: float = _f(1.0, "lambda of GAE [arXiv:1506.02438]")
+    gae_gamma: float = _f(
+        1.0,
+        "gamma: discount of GAE, delta_t = r_t + gamma V_{t+1} - V_t [GAE, Schulman et al., arXiv:1506.02438]",
+    )
+    gae_lambda: float = _f(
+        1.0,
+        "lambda of GAE, A_t = sum_l (gamma lambda)^l delta_{t+l} (eq. 16); lambda < 1 needs a critic "
+        "[GAE, arXiv:1506.02438]",
+    )
     baseline: str | None = _f(None, "advantage without a critic: none (default), rloo, group_mean, grpo")
+    critic: str = _f(
+        "none",
+        "none: Monte-Carlo returns (V = 0); value_head: V_phi = Linear(hidden, 1) on the policy's last hidden "
+        "state, trained jointly through the registry loss [PPO, arXiv:1707.06347 eq. 9]",
+    )
+    vf_coef: float = _f(0.1, "c_1: value-loss coefficient of L^CLIP - c_1 L^VF [PPO, arXiv:1707.06347 eq. 9]")
+    value_clip: float | None = _f(
+        0.2,
+        "epsilon_v: clip V to V_old +- epsilon_v in 0.5 max((V-R)^2, (clip(V)-R)^2) (OpenAI baselines ppo2; "
+        "[PPO, arXiv:1707.06347]); null: unclipped 0.5 (V-R)^2",
+    )
 
     def __post_init__(self) -> None:
         _choice("ppo.objective", self.objective, ("ppo",))
@@ -397,13 +415,22 @@ class PPOConfig:
         _at_least("ppo.epochs", self.epochs, 1)
         _unit("ppo.gae_gamma", self.gae_gamma)
         _unit("ppo.gae_lambda", self.gae_lambda)
-        if self.gae_gamma != 1.0 or self.gae_lambda != 1.0:
+        _choice("ppo.critic", self.critic, ("none", "value_head"))
+        if self.critic == "none" and self.gae_lambda != 1.0:
             raise ValueError(
-                "ppo: the registry 'ppo' objective uses Monte-Carlo returns (GAE with gamma = lambda = 1, no critic); "
-                f"got gae_gamma={self.gae_gamma}, gae_lambda={self.gae_lambda}"
+                "ppo: without a critic (ppo.critic='none') PPO uses Monte-Carlo returns; gae_lambda < 1 "
+                f"bootstraps from V, set ppo.critic='value_head' (got gae_lambda={self.gae_lambda})"
             )
         if self.baseline is not None:
             _choice("ppo.baseline", self.baseline, ("none", "rloo", "group_mean", "grpo"))
+            if self.baseline != "none" and (self.critic != "none" or self.gae_gamma != 1.0):
+                raise ValueError(
+                    f"ppo.baseline={self.baseline!r} is a group baseline of Monte-Carlo returns; with a critic "
+                    "or gae_gamma < 1 the baseline is V (leave ppo.baseline unset)"
+                )
+        _positive("ppo.vf_coef", self.vf_coef, allow_zero=True)
+        if self.value_clip is not None:
+            _positive("ppo.value_clip", self.value_clip)
 
 
 PREFERENCE_LOSSES = (

@@ -59,11 +59,15 @@ class TokenLogProbs:
         Full-vocabulary entropy of π(· | x, y_<t) (detached).
     logits : Tensor (B, T, V) or None
         Next-token logits / temperature, only when requested (full-vocabulary objectives).
+    hidden : Tensor (B, T, H) or None
+        Last hidden state at the position that predicts y_t (the state (x, y_<t)), only when requested
+        (a value head reads it).
     """
 
     logp: torch.Tensor
     entropy: torch.Tensor
     logits: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -135,6 +139,7 @@ def token_logprobs(
     row_chunk: int = 0,
     checkpoint: bool = True,
     return_logits: bool = False,
+    return_hidden: bool = False,
 ) -> TokenLogProbs:
     """Log-probs of ``input_ids[:, start:]`` under ``model`` (chunked over rows).
 
@@ -151,11 +156,13 @@ def token_logprobs(
         Recompute chunk logits in backward (memory flat in N).
     return_logits : bool
         Also return the (B, T, V) tempered logits (needed by full-vocabulary objectives only).
+    return_hidden : bool
+        Also return the (B, T, H) last hidden states of the positions predicting the response tokens.
 
     Returns
     -------
     TokenLogProbs
-        ``logp`` (B, T) with T = L - start, ``entropy`` (B, T), optional ``logits``.
+        ``logp`` (B, T) with T = L - start, ``entropy`` (B, T), optional ``logits`` and ``hidden``.
     """
     if not 1 <= start < input_ids.shape[1]:
         raise ValueError(f"start must lie in [1, {input_ids.shape[1] - 1}], got {start}")
@@ -185,8 +192,12 @@ def token_logprobs(
         if return_logits:
             logits = head(h).reshape(B, T, V)
             logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
+        hidden = h.reshape(B, T, -1) if return_hidden else None
     else:
-        z = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits
+        kw = {"output_hidden_states": True} if return_hidden else {}
+        mo = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos, **kw)
+        hidden = mo.hidden_states[-1][:, start - 1 : L - 1] if return_hidden else None
+        z = mo.logits
         z = z[:, start - 1 : L - 1]
         V = z.shape[-1]
         zf = z.reshape(B * T, V)
@@ -197,7 +208,7 @@ def token_logprobs(
             lps.append(lp)
             ents.append(en)
         logits = z.to(torch.promote_types(z.dtype, torch.float32)) / temperature if return_logits else None
-    return TokenLogProbs(torch.cat(lps).reshape(B, T), torch.cat(ents).reshape(B, T).detach(), logits)
+    return TokenLogProbs(torch.cat(lps).reshape(B, T), torch.cat(ents).reshape(B, T).detach(), logits, hidden)
 
 
 class _GatherLogProbs(torch.autograd.Function):
@@ -295,11 +306,15 @@ class LogProbModule(nn.Module):
     """``forward(input_ids, attention_mask, start, ...) -> (logp, entropy, logits)`` around a causal LM.
 
     Wrapping this module (not the bare LM) in DDP/FSDP keeps the lm_head chunks inside ``forward``.
+    With a ``value_head`` (e.g. ``nn.Linear(hidden, 1)``, the PPO critic) ``forward`` returns a fourth
+    tensor, the values V_t = head(h_t) (B, T) on the hidden state of the state (x, y_<t), computed outside
+    autocast in the head's dtype; the head is a submodule, so DDP/FSDP synchronize it with the policy.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, value_head: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
+        self.value_head = value_head
 
     def forward(
         self,
@@ -310,7 +325,7 @@ class LogProbModule(nn.Module):
         row_chunk: int = 0,
         checkpoint: bool = True,
         return_logits: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, ...]:
         out = token_logprobs(
             self.model,
             input_ids,
@@ -320,5 +335,11 @@ class LogProbModule(nn.Module):
             row_chunk=row_chunk,
             checkpoint=checkpoint,
             return_logits=return_logits,
+            return_hidden=self.value_head is not None,
         )
-        return out.logp, out.entropy, out.logits
+        if self.value_head is None:
+            return out.logp, out.entropy, out.logits
+        h = out.hidden
+        with torch.autocast(h.device.type, enabled=False):
+            values = self.value_head(h.to(self.value_head.weight.dtype)).squeeze(-1)
+        return out.logp, out.entropy, out.logits, values

@@ -21,6 +21,9 @@ __all__ = [
     "PREF_LOSSES",
     "pref_loss",
     "advantages",
+    "token_rewards",
+    "gae",
+    "value_loss",
     "pg_loss",
     "nash_mp_loss",
     "occupancy_chi2_loss",
@@ -175,6 +178,104 @@ def advantages(
     return A.reshape(-1), {"adv_mean": float(A.mean()), "adv_std": float(A.std()) if A.numel() > 1 else 0.0}
 
 
+def _check_right_padded(mask: torch.Tensor) -> None:
+    m = mask.to(torch.int8)
+    bad = (m[..., 1:] > m[..., :-1]).nonzero()
+    if len(bad):
+        raise ValueError(
+            f"mask: must be right-padded (1…1 0…0 per row); row {tuple(bad[0, :-1].tolist())} is not"
+        )
+
+
+def token_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token rewards r_t = R·1[t = last active token] of a right-padded batch, shape (B, T).
+
+    ``rewards`` (B,) sequence rewards, ``mask`` (B, T).  A row without active token receives nothing.  The KL
+    penalty −β·k_t (KL in the reward) is added by the caller.  Twin: ``klsim.sequence.token_rewards_twin``.
+    """
+    if rewards.shape != mask.shape[:1]:
+        raise ValueError(f"rewards: expected shape ({mask.shape[0]},), got {tuple(rewards.shape)}")
+    _check_right_padded(mask)
+    m = mask.to(rewards.dtype)
+    last = (m.cumsum(-1) == m.sum(-1, keepdim=True)) & mask.bool()
+    return torch.where(last, rewards[:, None], torch.zeros((), dtype=rewards.dtype, device=rewards.device))
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Generalized advantage estimation [GAE, Schulman et al. arXiv:1506.02438, eq. 16].
+
+    .. math::  δ_t = r_t + γ V_{t+1} − V_t,\qquad Â_t = Σ_{l≥0} (γλ)^l δ_{t+l},\qquad R_t = Â_t + V_t
+
+    on each right-padded row; the state after the last active token is terminal (V = 0 there) and padded
+    positions get Â = R = 0.  λ = 1: discounted return − V; λ = 0: δ_t; γ = λ = 1, V = 0: the Monte-Carlo
+    reward-to-go Σ_{s≥t} r_s.
+
+    Parameters
+    ----------
+    rewards : Tensor (B, T)
+        Per-token rewards r_t (:func:`token_rewards` minus β·k_t when the KL is in the reward).
+    values : Tensor (B, T)
+        V_t = V(x, y_<t), the value of the state in which y_t is chosen (treated as constants).
+    mask : Tensor (B, T)
+        Response tokens, right-padded.
+    gamma, lam : float in [0, 1]
+
+    Returns
+    -------
+    advantages, returns : Tensor (B, T)
+        Â_t and the value targets R_t = Â_t + V_t (detached).  Twin: ``klsim.sequence.gae_twin``.
+    """
+    check_same_shape(rewards=rewards, values=values, mask=mask)
+    for nm, v in (("gamma", gamma), ("lam", lam)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{nm}: must lie in [0, 1], got {v!r}")
+    _check_right_padded(mask)
+    m = mask.to(rewards.dtype)
+    r = masked(rewards.detach(), mask)
+    v = masked(values.detach(), mask)
+    v_next = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], -1)
+    delta = (r + gamma * v_next - v) * m
+    run = torch.zeros_like(delta[:, 0])
+    out = []
+    for t in range(delta.shape[1] - 1, -1, -1):
+        run = delta[:, t] + (gamma * lam) * run
+        out.append(run)
+    adv = torch.stack(out[::-1], -1) * m if out else delta
+    return adv, (adv + v) * m
+
+
+def value_loss(
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    old_values: torch.Tensor | None = None,
+    value_clip: float | None = None,
+    agg: str = "seq_sum",
+) -> tuple[torch.Tensor, dict]:
+    """Clipped value loss of PPO [PPO, arXiv:1707.06347 eq. 9 (L^VF); clipping as in OpenAI baselines ppo2]:
+
+    ℓ_t = ½·max((V_t − R_t)², (clip(V_t, V_old,t − ε_v, V_old,t + ε_v) − R_t)²), aggregated over tokens by
+    ``agg`` (the policy surrogate's aggregation, §2.2).  ``value_clip=None``: ½(V − R)² (no clipping).
+    ``old_values=None``: V_old = sg(V) (the first epoch; the clip is then inactive).  R is detached."""
+    check_same_shape(values=values, returns=returns, mask=mask)
+    R = returns.detach()
+    vl = (values - R) ** 2
+    metrics: dict = {}
+    if value_clip is not None:
+        eps = check_finite_scalar("value_clip", value_clip, positive=True)
+        vold = values.detach() if old_values is None else old_values.detach()
+        vc = vold + torch.clamp(values - vold, -eps, eps)
+        vl = torch.maximum(vl, (vc - R) ** 2)
+        out = masked(((values - vold).abs() > eps).to(values.dtype), mask)
+        metrics["vf_clip_frac"] = float(out.sum() / mask.to(values.dtype).sum().clamp_min(1.0))
+    loss = 0.5 * aggregate(vl, mask, agg)
+    metrics["value_loss"] = float(loss.detach())
+    return loss, metrics
+
+
 _PG_BASELINE = {"reinforce": "none", "rloo": "rloo", "grpo": "grpo", "ppo": "none"}
 
 
@@ -193,6 +294,12 @@ def pg_loss(
     kl_placement: str = "reward",
     agg: str = "seq_sum",
     clip_eps: tuple[float, float] = (0.2, 0.2),
+    values: torch.Tensor | None = None,
+    old_values: torch.Tensor | None = None,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    vf_coef: float = 0.1,
+    value_clip: float | None = None,
     **kl_kwargs,
 ) -> tuple[torch.Tensor, dict]:
     """KL-regularized policy gradient: target E[R] − β·KL_seq(π_θ‖π_ref) (spec §5).
@@ -202,6 +309,12 @@ def pg_loss(
     (≡ 1 in value on-policy).  A = adv(R) over the group (``baseline``: none / rloo / grpo / group_mean).
     KL in the reward: A_t ← A_t − β·Σ_{s≥t} sg(k_s) with ``kl_estimator`` ∈ k1/k2/k3; in the loss:
     + β·``kl_term`` (:func:`klsim_llm.estimators.kl_term`).  Aggregation ``agg`` as in §2.2.
+
+    ``ppo`` with a critic (``values`` (B, T) given, or ``gamma``/``lam`` ≠ 1): A = :func:`gae` (γ, λ) of the
+    per-token rewards r_t = R·1[t = last] − β·sg(k_t) (the −β·k_t only with the KL in the reward) with the
+    rollout values V_old (``old_values``; None: sg(``values``); no ``values``: V = 0), no group baseline;
+    plus ``vf_coef``·:func:`value_loss` (targets R = Â + V_old, clipped at ±``value_clip`` around V_old).
+    Without ``values`` and with γ = λ = 1 this is exactly the Monte-Carlo path above.
 
     Twin: ``klsim.sequence.pg_twin``.
     """
@@ -216,10 +329,22 @@ def pg_loss(
     if beta < 0:
         raise ValueError(f"beta: must be ≥ 0, got {beta!r}")
     base = _PG_BASELINE[name] if baseline is None else baseline
-    A, metrics = advantages(rewards, name=base, group_size=group_size)
-    A = A[:, None].expand_as(logp)
+    use_gae = values is not None or gamma != 1.0 or lam != 1.0
+    if use_gae:
+        if name != "ppo":
+            raise ValueError(
+                f"values, gamma, lam: GAE with a critic is for the 'ppo' objective, not {name!r}"
+            )
+        if base != "none":
+            raise ValueError(f"baseline: GAE uses the critic as baseline; got baseline={base!r}")
+        check_same_shape(logp=logp, values=values, old_values=old_values)
+        metrics: dict = {}
+    else:
+        A, metrics = advantages(rewards, name=base, group_size=group_size)
+        A = A[:, None].expand_as(logp)
     m = mask.to(logp.dtype)
     loss = torch.zeros((), dtype=logp.dtype)
+    k = None
     if beta > 0:
         if kl_placement == "reward":
             from klsim_llm.estimators import per_token_kl
@@ -227,7 +352,8 @@ def pg_loss(
             if kl_estimator not in ("k1", "k2", "k3"):
                 raise ValueError(f"kl_estimator: {kl_estimator!r} cannot be placed in the reward")
             k = per_token_kl(logp.detach(), ref_logp, kl_estimator, **kl_kwargs) * m
-            A = A - beta * rev_cumsum(k)
+            if not use_gae:
+                A = A - beta * rev_cumsum(k)
             metrics["kl"] = float(k.sum() / logp.shape[0])
         elif kl_placement == "loss":
             kl, km = kl_term(
@@ -237,6 +363,28 @@ def pg_loss(
             metrics.update({f"kl_{k}": v for k, v in km.items()})
         else:
             raise ValueError(f"kl_placement: must be 'reward' or 'loss', got {kl_placement!r}")
+    if use_gae:
+        r = token_rewards(rewards.detach().to(logp.dtype), mask)
+        if k is not None:
+            r = r - beta * k
+        if values is None:
+            v_roll = torch.zeros_like(logp.detach())
+        else:
+            v_roll = (values if old_values is None else old_values).detach()
+        A, ret = gae(r, v_roll, mask, gamma=gamma, lam=lam)
+        n_tok = m.sum().clamp_min(1.0)
+        a_mean = A.sum() / n_tok
+        metrics["adv_mean"] = float(a_mean)
+        metrics["adv_std"] = float(torch.sqrt((masked((A - a_mean) ** 2, mask)).sum() / n_tok))
+        if values is not None:
+            vf_coef = check_finite_scalar("vf_coef", vf_coef)
+            if vf_coef < 0:
+                raise ValueError(f"vf_coef: must be ≥ 0, got {vf_coef!r}")
+            vl, vm = value_loss(values, ret, mask, old_values=old_values, value_clip=value_clip, agg=agg)
+            loss = loss + vf_coef * vl
+            metrics.update(vm)
+            metrics["value_mean"] = float(masked(values.detach(), mask).sum() / n_tok)
+            metrics["return_mean"] = float(ret.sum() / n_tok)
     old = logp.detach() if old_logp is None else old_logp.detach()
     rho = torch.exp(masked(logp - old, mask))
     if name == "ppo":

@@ -47,6 +47,10 @@ Keyword arguments per family
     ``baseline`` ∈ {none, rloo, group_mean, grpo} (default per objective: reinforce/ppo none, rloo rloo,
     grpo grpo = mean/std); ``kl_kwargs`` go to ``kl_term`` (clamps, ``is_level``).  Loss = ``agg`` of the
     per-token surrogate (plus β·KL term when ``kl_placement="loss"``).
+    ``ppo`` also takes ``values`` (B, T) (the critic's V(x, y_<t), differentiable), ``old_values`` (B, T)
+    (rollout values; ``None``: sg(values)), ``gamma``, ``lam`` (GAE, default 1, 1), ``vf_coef`` (0.1) and
+    ``value_clip`` (None); with ``values`` or γ, λ ≠ 1 the advantage is GAE(γ, λ) of the per-token rewards
+    and ``vf_coef``·½·max((V−R)², (clip(V, V_old ± ε_v)−R)²) (``agg``-aggregated) is added.
 ``nash`` (:data:`OBJECTIVES`: ``nash_mp``)
     ``fn(logp, ref_logp, anchor_logp, mask, preference, *, beta, eta)``; ``preference`` (B,) = P̂(y ≻ y').
 ``occupancy`` (:data:`OBJECTIVES`: ``occupancy_chi2``)
@@ -221,7 +225,10 @@ _PG = {
     "reinforce": ("Williams 1992; [Zie19] arXiv:1909.08593", "−Σ_t ρ_t (R − β Σ_{s≥t} sg(k_s))"),
     "rloo": ("[RLOO] arXiv:2402.14740", "−Σ_t ρ_t (R − mean_{j≠i} R_j − β Σ_{s≥t} sg(k_s))"),
     "grpo": ("[GRPO] arXiv:2402.03300", "−Σ_t ρ_t ((R − mean R)/(std R + ε)) [+ β·KL term]"),
-    "ppo": ("[PPO] arXiv:1707.06347", "−min(ρA, clip(ρ, 1−ε, 1+ε)A) [+ KL in reward or loss]"),
+    "ppo": (
+        "[PPO] arXiv:1707.06347; [GAE] arXiv:1506.02438",
+        "−min(ρA, clip(ρ, 1−ε, 1+ε)A), A = GAE(γ, λ) (MC: γ = λ = 1, V = 0) [+ c₁·L^VF] [+ KL in reward or loss]",
+    ),
 }
 _PRESET_PAPERS = {
     "trl_grpo": "TRL GRPOTrainer (β>0, use_bias_correction_kl=False)",

@@ -60,6 +60,11 @@ class Problem:
         b = gather_batch(self.enum, self.samples, self.policy, self.ref, self.old, self.rewards, extra)
         if self.preference is not None:
             b["preference"] = self.preference[self.samples.prompt[:, None], self.samples.seq]
+        for key in ("values", "old_values"):  # critic tables V(x, h) (X, H) -> V_t per row (S, K, L)
+            if key in self.extra:
+                x = self.samples.prompt[:, None, None]
+                h = self.enum.prefix[self.samples.seq]
+                b[key] = np.where(self.enum.mask[self.samples.seq], self.extra[key][x, h], 0.0)
         return b
 
 
@@ -77,12 +82,14 @@ def make_problem(
     max_samples: int | None = 60,
     support_rows: bool = False,
     tie_rewards: bool = False,
+    critic: bool = False,
 ) -> Problem:
     """A random enumerable problem.
 
     ``group`` = K rows per sample (K-tuples of iid responses; subsampled to ``max_samples`` with their exact
     weights when larger); ``sampler`` ∈ {policy, old, ref}; ``support_rows``: one sample per prompt whose
-    rows are the whole support (best-of-N).
+    rows are the whole support (best-of-N); ``critic``: random value tables ``extra["values"]`` and
+    ``extra["old_values"]`` (X, H) (the same table unless ``off_policy``) for PPO with a critic.
     """
     rng = np.random.default_rng(seed)
     policy = SequenceLM.random(n_prompts, n_vocab, max_len, eos=eos, scale=scale, seed=seed + 1)
@@ -116,7 +123,13 @@ def make_problem(
     P = 0.5 * (P + 1.0 - np.swapaxes(P, 1, 2))  # P + Pᵀ = 1
     opp = np.exp(sequence_logprobs(anchor, enum))
     preference = np.einsum("xyz,xz->xy", P, opp)
-    return Problem(policy, ref, old, enum, samples, rewards, preference, anchor)
+    extra: dict = {}
+    if critic:
+        extra["values"] = rng.normal(size=policy.logits.shape[:2])
+        extra["old_values"] = (
+            extra["values"] + 0.3 * rng.normal(size=extra["values"].shape) if off_policy else extra["values"]
+        )
+    return Problem(policy, ref, old, enum, samples, rewards, preference, anchor, extra)
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -137,7 +150,16 @@ def torch_batch(problem: Problem, z: torch.Tensor) -> dict[str, torch.Tensor]:
     mask = torch.as_tensor(e.mask[s.seq])
     lp = torch.where(mask, torch.gather(logq, -1, tok[..., None])[..., 0], torch.zeros((), dtype=z.dtype))
     out = {"logp": lp, "logq": logq, "mask": mask}
-    for k in ("ref_logp", "old_logp", "ref_logq", "rewards", "preference", "anchor_logp"):
+    for k in (
+        "ref_logp",
+        "old_logp",
+        "ref_logq",
+        "rewards",
+        "preference",
+        "anchor_logp",
+        "values",
+        "old_values",
+    ):
         if k in b:
             out[k] = _t(b[k])
     return out
@@ -162,6 +184,10 @@ def _call(entry: Entry, tb: dict, s: int, params: dict, on_policy: bool):
             )
         return entry.fn(lp[0:1], rl[0:1], m[0:1], lp[1:2], rl[1:2], m[1:2], **kw)
     if fam == "pg":
+        if "values" in tb:  # PPO with a critic: rollout values are the old ones off-policy
+            params = dict(
+                params, values=tb["values"][s], old_values=None if on_policy else tb["old_values"][s]
+            )
         return entry.fn(lp, rl, m, tb["rewards"][s], old_logp=old, group_size=lp.shape[0], **params)
     if fam == "nash":
         return entry.fn(lp, rl, tb["anchor_logp"][s], m, tb["preference"][s], **params)
@@ -254,6 +280,21 @@ def _pg_cases(name: str) -> list[tuple[dict, dict, bool]]:
                 False,
             )
         )
+        # with a critic: GAE(γ, λ) advantages and the clipped value loss (values from random tables)
+        cases += [
+            (dict(pb, critic=True), dict(beta=0.3, gamma=0.9, lam=0.7, vf_coef=0.5, value_clip=0.2), True),
+            (
+                dict(pb, sampler="old", off_policy=True, scale=1.5, critic=True),
+                dict(beta=0.2, kl_estimator="k3", gamma=1.0, lam=0.5, vf_coef=0.3, value_clip=0.1),
+                False,
+            ),
+            (
+                dict(pb, critic=True),
+                dict(beta=0.2, kl_estimator="k3", kl_placement="loss", agg="token_mean", lam=0.0),
+                True,
+            ),
+            (pb, dict(beta=0.3, gamma=0.8, lam=0.6), True),  # no values: V = 0, γλ-discounted rewards
+        ]
     return cases
 
 

@@ -268,7 +268,8 @@ class Trainer:
         if cfg.method == "nash_mp":
             self.anchor = self._frozen_copy()
             self.opponent = self._frozen_copy()
-        self.lp = self._wrap(LogProbModule(self.policy))
+        self.value_head = self._make_value_head()
+        self.lp = self._wrap(LogProbModule(self.policy, self.value_head))
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler(self.optimizer)
         self.out_dir = Path(cfg.log.out_dir)
@@ -316,9 +317,30 @@ class Trainer:
 
         return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def _make_value_head(self) -> nn.Module | None:
+        """The PPO critic ``ppo.critic='value_head'``: V_t = Linear(hidden, 1) on the policy's last hidden
+        state, zero-initialized (V = 0 at step 0, so the first advantages are the Monte-Carlo ones), in the
+        policy's dtype; ``None`` for every other configuration."""
+        if self.cfg.method != "ppo" or self.cfg.algo.critic != "value_head":
+            return None
+        emb = self.policy.get_output_embeddings()
+        hidden = getattr(self.policy.config, "hidden_size", None) or emb.weight.shape[1]
+        dtype = next(self.policy.parameters()).dtype
+        head = nn.Linear(int(hidden), 1, dtype=dtype, device=self.device)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        return head
+
+    def _trainable(self) -> list[nn.Parameter]:
+        """Policy (and value-head) parameters that the optimizer updates."""
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if self.value_head is not None:
+            params += list(self.value_head.parameters())
+        return params
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
-        params = [p for p in self.policy.parameters() if p.requires_grad]
+        params = self._trainable()
         if o.optimizer == "sgd":
             return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay)
         cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
@@ -533,11 +555,18 @@ class Trainer:
         need_logits = self._needs_logits()
         ref = self.ref_logprobs(ro.input_ids, ro.attention_mask, ro.prompt_len, return_logits=need_logits)
         mask = ro.response_mask
+        old_values = None
         if cfg.method == "ppo":
-            with torch.no_grad():
-                old = self.policy_logprobs(
-                    ro.input_ids, ro.attention_mask, ro.prompt_len, module=LogProbModule(self.policy)
-                )[0]
+            with torch.no_grad():  # log π_old and the rollout values V_old, once per rollout
+                out = self.policy_logprobs(
+                    ro.input_ids,
+                    ro.attention_mask,
+                    ro.prompt_len,
+                    module=LogProbModule(self.policy, self.value_head),
+                )
+                old = out[0]
+                if self.value_head is not None:
+                    old_values = out[3]
         elif cfg.kl.kl_temperature == "unit" and cfg.rollout.temperature != 1.0:
             old = ro.sampler_logp.to(mask.dtype)  # importance-correct the tempered sampler
         else:
@@ -548,6 +577,7 @@ class Trainer:
             "rewards": rewards,
             "ref": ref,
             "old": old,
+            "old_values": old_values,
             "need_logits": need_logits,
         }
 
@@ -559,7 +589,7 @@ class Trainer:
         epochs = cfg.algo.epochs if cfg.method == "ppo" else 1
         metrics: dict[str, float] = {}
         for _ in range(epochs):
-            logp, ent, logits = self.policy_logprobs(
+            logp, ent, logits, *values = self.policy_logprobs(
                 ro.input_ids, ro.attention_mask, ro.prompt_len, return_logits=need_logits
             )
             ref_logp = ref.logp if ref is not None else logp.detach()
@@ -584,6 +614,15 @@ class Trainer:
                     kw["log_ratio_clamp"] = cfg.kl.clamp_log_ratio
                 if cfg.method == "ppo":
                     kw["clip_eps"] = (cfg.algo.clip_low, cfg.algo.clip_high)
+                    if cfg.algo.gae_gamma != 1.0 or cfg.algo.gae_lambda != 1.0:
+                        kw.update(gamma=cfg.algo.gae_gamma, lam=cfg.algo.gae_lambda)
+                    if values:  # the critic's values; targets and clipping use V_old of the rollout
+                        kw.update(
+                            values=values[0].to(logp.dtype),
+                            old_values=data["old_values"].to(logp.dtype),
+                            vf_coef=cfg.algo.vf_coef,
+                            value_clip=cfg.algo.value_clip,
+                        )
                 if need_logits:
                     kw.update(logits=logits, ref_logits=ref.logits if ref is not None else None)
                 loss, m = self.objective_call(**kw)
@@ -720,7 +759,7 @@ class Trainer:
             (loss * scale).backward()
 
     def _opt_step(self, metrics: dict) -> None:
-        params = [p for p in self.policy.parameters() if p.requires_grad]
+        params = self._trainable()
         clip = self.cfg.optim.grad_clip
         gn = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
         metrics["grad_norm"] = _scalar(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
@@ -930,16 +969,28 @@ class Trainer:
         name (``get_optimizer_state_dict``); DDP / one-process checkpoints keep ``optimizer.state_dict()``."""
         return self.cfg.dist.strategy == "fsdp"
 
-    def _policy_state(self, everywhere: bool = False) -> dict:
-        """The policy's full weights.  FSDP: gathered by ``get_model_state_dict`` (a collective), on rank 0
-        in CPU memory, or on every rank on the training device with ``everywhere``."""
+    def _module_states(self, everywhere: bool = False) -> tuple[dict, dict | None]:
+        """Full weights of the policy and of the PPO value head (None without a critic).  FSDP: gathered by
+        one ``get_model_state_dict`` (a collective), on rank 0 in CPU memory, or on every rank on the
+        training device with ``everywhere``."""
         if self._fsdp():
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
             opts = StateDictOptions(full_state_dict=True, cpu_offload=not everywhere)
             full = get_model_state_dict(self.lp, options=opts)
-            return {k.removeprefix("model."): v for k, v in full.items()}
-        return {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+            parts = {
+                pre: {k.removeprefix(pre): v for k, v in full.items() if k.startswith(pre)}
+                for pre in ("model.", "value_head.")
+            }
+            return parts["model."], parts["value_head."] if self.value_head is not None else None
+        policy = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+        if self.value_head is None:
+            return policy, None
+        return policy, {k: v.detach().clone() for k, v in self.value_head.state_dict().items()}
+
+    def _policy_state(self, everywhere: bool = False) -> dict:
+        """The policy's full weights (see :meth:`_module_states`)."""
+        return self._module_states(everywhere)[0]
 
     def _optimizer_state(self) -> dict:
         if not self._fqn_optimizer():
@@ -951,9 +1002,11 @@ class Trainer:
         return get_optimizer_state_dict(self.lp, self.optimizer, options=opts)
 
     def state(self) -> dict:
+        policy, value_head = self._module_states()  # collective under FSDP: every rank takes part
         return {
             "step": self.step,
-            "policy": self._policy_state(),  # collective under FSDP: every rank takes part
+            "policy": policy,
+            "value_head": value_head,  # the PPO critic, or None
             "optimizer": self._optimizer_state(),
             "optimizer_format": "full_fqn" if self._fqn_optimizer() else "torch",
             "scheduler": self.scheduler.state_dict(),
@@ -1006,13 +1059,14 @@ class Trainer:
         if self._fsdp():
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-            set_model_state_dict(
-                self.lp,
-                {"model." + k: v for k, v in st["policy"].items()},
-                options=StateDictOptions(full_state_dict=True),
-            )
+            full = {"model." + k: v for k, v in st["policy"].items()}
+            if self.value_head is not None:
+                full.update({"value_head." + k: v for k, v in st["value_head"].items()})
+            set_model_state_dict(self.lp, full, options=StateDictOptions(full_state_dict=True))
         else:
             self.policy.load_state_dict(st["policy"])
+            if self.value_head is not None:
+                self.value_head.load_state_dict(st["value_head"])
         if fmt == "full_fqn":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 

@@ -12,6 +12,7 @@ from klsim.sequence.lm import (
     SequenceLM,
     TwinOut,
     enumerate_sequences,
+    exact_values,
     expected_loss,
     gather_batch,
     n_prefixes,
@@ -39,12 +40,15 @@ from klsim.sequence.twins import (
     bon_log_law,
     divergence_rows,
     divergence_twin,
+    gae_twin,
     kl_term_twin,
     nash_mp_twin,
     occupancy_chi2_twin,
     pg_twin,
     pref_twin,
     preset_twin,
+    token_rewards_twin,
+    value_loss_twin,
 )
 
 __all__ = [
@@ -63,7 +67,9 @@ __all__ = [
     "divergence_rows",
     "divergence_twin",
     "enumerate_sequences",
+    "exact_values",
     "expected_loss",
+    "gae_twin",
     "gather_batch",
     "kl_term_twin",
     "n_prefixes",
@@ -83,5 +89,7 @@ __all__ = [
     "sequence_logprobs",
     "single_samples",
     "token_logprobs",
+    "token_rewards_twin",
     "tuple_samples",
+    "value_loss_twin",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "partial_rkl_grad",
     "partial_fkl_grad",
     "seq_objective_grad",
+    "exact_values",
 ]
 
 
@@ -275,12 +276,15 @@ class TwinOut:
     dlogq : ndarray (S, K, L, V) or None
         ∂ℓ/∂ log π(·|h_t) through the full next-token log-probability vectors.
     metrics : dict
+    dvalues : ndarray (S, K, L) or None
+        ∂ℓ/∂V_t through the critic's values (PPO with a critic), else None.
     """
 
     value: np.ndarray
     dlogp: np.ndarray
     dlogq: np.ndarray | None = None
     metrics: dict = field(default_factory=dict)
+    dvalues: np.ndarray | None = None
 
 
 def _grad_table(
@@ -400,3 +404,47 @@ def partial_fkl_grad(
 ) -> np.ndarray:
     """Per-step forward-KL gradient Σ_h d_q(h) ∇_z KL(π_ref(·|h)‖π(·|h)), prefixes from q (spec §2.1)."""
     return _partial_grad(lm, ref, lm if sampler is None else sampler, enum, forward=True)
+
+
+def exact_values(
+    lm: SequenceLM, enum: Enumeration, token_rewards: np.ndarray, gamma: float = 1.0
+) -> np.ndarray:
+    """Exact value function of the policy ``lm`` at every prefix (the oracle critic of a tabular LM):
+
+    V^π(x, h) = E_π[Σ_{s≥t} γ^{s−t} r_s(x, y) | x, y_<t = h],  t = |h|,
+
+    by enumeration: Σ over the responses y through h of π(y_≥t | x, h)·G_t(y).  The state after the last
+    token is terminal (value 0).  [GAE, Schulman et al. arXiv:1506.02438, §2 (V^{π,γ})].
+
+    Parameters
+    ----------
+    token_rewards : ndarray (X, Y, L)
+        r_t(x, y) on the response positions (ignored on padding); may depend on the whole prefix y_≤t.
+    gamma : float in [0, 1]
+
+    Returns
+    -------
+    ndarray (X, H)
+        V(x, h); 0 on prefixes no response passes through at a response position.
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma: must lie in [0, 1], got {gamma!r}")
+    X, H, _ = lm.logits.shape
+    r = np.asarray(token_rewards, dtype=np.float64)
+    check_shape("token_rewards", r, (X, enum.n_sequences, enum.max_len))
+    check_finite("token_rewards", np.where(enum.mask[None], r, 0.0), ("x", "y", "t"))
+    r = np.where(enum.mask[None], r, 0.0)
+    lp = token_logprobs(lm, enum)
+    G = np.zeros_like(r)
+    cont = np.zeros_like(lp)
+    g_run = np.zeros(r.shape[:2])
+    c_run = np.zeros(r.shape[:2])
+    for t in range(enum.max_len - 1, -1, -1):
+        g_run = r[..., t] + gamma * g_run
+        c_run = lp[..., t] + c_run
+        G[..., t], cont[..., t] = g_run, c_run
+    V = np.zeros((X, H))
+    ys, ts = np.nonzero(enum.mask)
+    for x in range(X):
+        np.add.at(V[x], enum.prefix[ys, ts], np.exp(cont[x, ys, ts]) * G[x, ys, ts])
+    return V

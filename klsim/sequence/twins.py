@@ -32,6 +32,9 @@ __all__ = [
     "bon_log_law",
     "bon_distill_twin",
     "advantage_twin",
+    "token_rewards_twin",
+    "gae_twin",
+    "value_loss_twin",
     "PRESET_SPECS",
     "TWINS",
 ]
@@ -405,6 +408,68 @@ def advantage_twin(rewards: np.ndarray, *, name: str, std_eps: float = 1e-4) -> 
     raise ValueError(f"advantage: unknown {name!r}")
 
 
+def _right_padded(mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask).astype(np.int8)
+    bad = np.argwhere(m[..., 1:] > m[..., :-1])
+    if len(bad):
+        raise ValueError(f"mask: must be right-padded (1…1 0…0 per row); row {tuple(bad[0, :-1])} is not")
+    return m.astype(float)
+
+
+def token_rewards_twin(rewards: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """r_t = R·1[t = last active token] per right-padded row; ``rewards`` (...,), ``mask`` (..., T)."""
+    m = _right_padded(mask)
+    n = m.sum(-1)
+    t = np.arange(m.shape[-1])
+    last = (t == (n[..., None] - 1)) & (m > 0)
+    return np.where(last, np.asarray(rewards, float)[..., None], 0.0)
+
+
+def gae_twin(
+    rewards: np.ndarray, values: np.ndarray, mask: np.ndarray, *, gamma: float, lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimation [GAE, Schulman et al. arXiv:1506.02438, eq. 16] on right-padded rows.
+
+    δ_t = r_t + γ·V_{t+1} − V_t (V = 0 after the last active token: terminal), Â_t = Σ_{l≥0} (γλ)^l δ_{t+l},
+    returns R_t = Â_t + V_t; both 0 on padding.  Arrays (..., T).  Returns (Â, R).
+    """
+    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
+        raise ValueError(f"gamma, lam: must lie in [0, 1], got gamma={gamma!r}, lam={lam!r}")
+    m = _right_padded(mask)
+    r = np.where(m > 0, rewards, 0.0)
+    v = np.where(m > 0, values, 0.0)
+    v_next = np.concatenate([v[..., 1:], np.zeros_like(v[..., :1])], -1)
+    delta = (r + gamma * v_next - v) * m
+    adv = np.zeros_like(delta)
+    run = np.zeros(delta.shape[:-1])
+    for t in range(delta.shape[-1] - 1, -1, -1):
+        run = delta[..., t] + (gamma * lam) * run
+        adv[..., t] = run
+    adv = adv * m
+    return adv, (adv + v) * m
+
+
+def value_loss_twin(
+    values: np.ndarray,
+    returns: np.ndarray,
+    old_values: np.ndarray,
+    weights: np.ndarray,
+    value_clip: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Σ_t a_t·½·max((V−R)², (clip(V, V_old ± ε_v) − R)²) over the last two axes, and its derivative in V
+    (a tie of the two branches takes the mean of both derivatives, as ``torch.maximum``); (S, K, L) arrays."""
+    e1 = values - returns
+    if value_clip is None:
+        return np.sum(weights * 0.5 * e1**2, axis=(1, 2)), weights * e1
+    d = values - old_values
+    inside = (d >= -value_clip) & (d <= value_clip)
+    e2 = old_values + np.clip(d, -value_clip, value_clip) - returns
+    l1, l2 = e1**2, e2**2
+    g2 = e2 * inside
+    dv = np.where(l1 > l2, e1, np.where(l2 > l1, g2, 0.5 * (e1 + g2)))
+    return np.sum(weights * 0.5 * np.maximum(l1, l2), axis=(1, 2)), weights * dv
+
+
 def pg_twin(
     batch: dict,
     *,
@@ -415,26 +480,54 @@ def pg_twin(
     kl_placement: str = "reward",
     agg: str = "seq_sum",
     clip_eps: tuple[float, float] = (0.2, 0.2),
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    vf_coef: float = 0.1,
+    value_clip: float | None = None,
     **kl_kwargs,
 ) -> TwinOut:
     """Twin of ``reinforce``/``rloo``/``grpo``/``ppo``: per-token τ_t = −ρ_t A_t (PPO: −min(ρA, clip(ρ)A)),
-    A_t = adv(R) − β·Σ_{s≥t} sg(k_s) (KL in reward) or A = adv(R) plus β·kl_term (KL in loss)."""
+    A_t = adv(R) − β·Σ_{s≥t} sg(k_s) (KL in reward) or A = adv(R) plus β·kl_term (KL in loss).
+
+    PPO with a critic (``batch["values"]`` (S, K, L) present, or γ, λ ≠ 1): A = GAE(γ, λ) (:func:`gae_twin`)
+    of r_t = R·1[t = last] − β·k_t (KL in reward) with the rollout values ``batch["old_values"]`` (default
+    ``values``; V = 0 without values), plus vf_coef·:func:`value_loss_twin` with targets Â + V_old; the
+    derivative in the values is returned as ``TwinOut.dvalues``."""
     lp, lo, mask = batch["logp"], batch["old_logp"], batch["mask"]
     m = mask.astype(float)
-    A = advantage_twin(batch["rewards"], name=baseline)[:, :, None] * np.ones_like(lp)
+    values = batch.get("values")
+    use_gae = values is not None or gamma != 1.0 or lam != 1.0
+    if use_gae and (name != "ppo" or baseline != "none"):
+        raise ValueError(
+            f"values, gamma, lam: GAE is for 'ppo' without a group baseline, got {name}/{baseline}"
+        )
+    A = 0.0 if use_gae else advantage_twin(batch["rewards"], name=baseline)[:, :, None] * np.ones_like(lp)
     value = np.zeros(lp.shape[0])
     dlogp = np.zeros_like(lp)
     dlogq = None
+    kd = None
     if beta != 0.0:
         if kl_placement == "reward":  # −β·k_t in the token rewards: A_t ← A_t − β·Σ_{s≥t} sg(k_s)
             kd = _kvalues_detached(batch, kl_estimator, **kl_kwargs) * m
-            A = A - beta * _rev_cumsum(kd)
+            if not use_gae:
+                A = A - beta * _rev_cumsum(kd)
         else:
             kl = kl_term_twin(batch, estimator=kl_estimator, placement="loss", agg=agg, **kl_kwargs)
             value = value + beta * kl.value
             dlogp = dlogp + beta * kl.dlogp
             dlogq = None if kl.dlogq is None else beta * kl.dlogq
     a = agg_weights(mask, agg)
+    dvalues = None
+    if use_gae:
+        r = token_rewards_twin(batch["rewards"], mask)
+        if kd is not None:
+            r = r - beta * kd
+        v_roll = np.zeros_like(lp) if values is None else batch.get("old_values", values)
+        A, ret = gae_twin(r, v_roll, mask, gamma=gamma, lam=lam)
+        if values is not None:
+            vl, dv = value_loss_twin(np.where(mask, values, 0.0), ret, v_roll, a, value_clip)
+            value = value + vf_coef * vl
+            dvalues = vf_coef * dv * m
     rho = np.exp(lp - lo)
     if name == "ppo":
         lo_c, hi_c = clip_eps
@@ -448,7 +541,7 @@ def pg_twin(
         dtau = -rho * A
     value = value + np.sum(a * tau, axis=(1, 2))
     dlogp = (dlogp + a * dtau) * m
-    return TwinOut(value, dlogp, dlogq)
+    return TwinOut(value, dlogp, dlogq, dvalues=dvalues)
 
 
 def _kvalues_detached(batch: dict, estimator: str, log_ratio_clamp=None, kl_clamp=None, **_) -> np.ndarray:
