@@ -557,7 +557,8 @@ class Trainer:
         mask = ro.response_mask
         old_values = None
         if cfg.method == "ppo":
-            with torch.no_grad():  # log π_old and the rollout values V_old, once per rollout
+            # log π_old and the rollout values V_old, once per rollout (FSDP: on the gathered weights)
+            with torch.no_grad(), self._unsharded():
                 out = self.policy_logprobs(
                     ro.input_ids,
                     ro.attention_mask,
