@@ -377,7 +377,13 @@ _RAW_CHUNK = 1 << 21  # PCG64 words drawn per refill (16 MiB)
 
 
 def _garnet_rows_fast(
-    rng: np.random.Generator, n_states: int, n_rows: int, b: int
+    rng: np.random.Generator,
+    n_states: int,
+    n_rows: int,
+    b: int,
+    *,
+    chunk_words: int = _RAW_CHUNK,
+    margin: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Same rows and final generator state as :func:`_garnet_rows_slow`, by replaying numpy in numba.
 
@@ -385,6 +391,8 @@ def _garnet_rows_fast(
     :func:`klsim._kernels.garnet.garnet_rows` replays ``choice``/``uniform`` on them, and ``rng`` is then
     advanced by the number of words used, with numpy's 32-bit buffer (``has_uint32``/``uinteger``) set as
     the replay left it.  Returns None, without drawing, for a bit generator other than PCG64 or S > 2^31.
+    ``chunk_words`` (words per refill) and ``margin`` (words the kernel wants left before it starts a row;
+    default 3b + 64) change only how the stream is cut into chunks, never the result (tests use tiny ones).
     """
     from klsim._kernels.garnet import MAX_STATES, garnet_rows, hash_mask
 
@@ -403,18 +411,19 @@ def _garnet_rows_fast(
     st = np.array([0, start["has_uint32"], start["uinteger"]], dtype=np.int64)
     raw = np.empty(0, dtype=np.int64)
     used = 0  # words consumed before raw[0]
+    margin = 3 * b + 64 if margin is None else margin
     row = 0
-    chunk = 3 * b + 64
     while row < n_rows:
-        chunk = max(chunk, min(_RAW_CHUNK, (n_rows - row) * (2 * b + 1) + 4096))
+        # about 2b + 1 words per row (b + b - 1 32-bit draws, b - 1 doubles); unused words are kept, so a
+        # row that needs more words than are left (many rejections) gets them on the next pass
+        n_new = max(margin, min(chunk_words, (n_rows - row) * (2 * b + 1) + 4096), 1)
         pos = int(st[0])
-        raw = np.concatenate((raw[pos:], source.random_raw(chunk).view(np.int64)))
+        raw = np.concatenate((raw[pos:], source.random_raw(n_new).view(np.int64)))
         used += pos
         st[0] = 0
-        new_row = garnet_rows(raw, st, n_states, b, row, int(tail), perm, touched, hash_set, indices, data)
-        if new_row == row:
-            chunk *= 2  # a row needs more words than one chunk holds
-        row = new_row
+        row = garnet_rows(
+            raw, st, n_states, b, row, int(tail), margin, perm, touched, hash_set, indices, data
+        )
     used += int(st[0])
     bg.advance(used)  # resets the 32-bit buffer; restore it below
     state = bg.state

@@ -180,7 +180,9 @@ def _probs_sorted_by_successor(b, nxt, cuts, idx_row, data_row):
 
 
 @njit
-def garnet_rows(raw, st, n_states, branching, row_start, tail, perm, touched, hash_set, indices, data):
+def garnet_rows(
+    raw, st, n_states, branching, row_start, tail, margin, perm, touched, hash_set, indices, data
+):
     """Draw Garnet rows ``row_start, row_start+1, ...`` from the raw words ``raw[st[0]:]``.
 
     Parameters
@@ -196,6 +198,8 @@ def garnet_rows(raw, st, n_states, branching, row_start, tail, perm, touched, ha
         First row to draw; rows up to ``indices.shape[0] - 1`` are drawn while words remain.
     tail : int
         1 for ``choice``'s tail-shuffle branch (S > 10000 and b > S // 50), 0 for Floyd's branch.
+    margin : int
+        Start a row only while at least ``margin`` words are left (a row usually needs about 2b + 1).
     perm : int64 array of shape (S,) (tail) or (1,)
         arange(S) on entry (tail branch); restored on exit.
     touched : int64 array of shape (2 b,)
@@ -217,7 +221,6 @@ def garnet_rows(raw, st, n_states, branching, row_start, tail, perm, touched, ha
     n_raw = raw.shape[0]
     nxt = np.empty(b, dtype=np.int64)
     cuts = np.empty(max(b - 1, 1), dtype=np.float64)
-    margin = 3 * b + 64
     pos = st[0]
     has32 = st[1]
     u32 = st[2]
