@@ -323,6 +323,15 @@ def garnet(
     -------
     TabularMDP
         Sparse layout, ρ uniform.
+
+    Notes
+    -----
+    The rows are drawn by a numba replay of numpy's ``Generator.choice`` (both of its ``replace=False``
+    branches) and ``uniform`` on the PCG64 raw stream (:mod:`klsim._kernels.garnet`), which gives the same
+    arrays and leaves the generator in the same state as the loop above, bit for bit; Garnet(100000, 10, 10)
+    builds in about 1 s instead of 30-50 s.  The replay is checked against the loop once per process; on a
+    difference (another numpy), or for a bit generator other than PCG64, the loop itself runs (with a
+    ``RuntimeWarning`` in the first case).
     """
     S = check_int("n_states", n_states, 1)
     A = check_int("n_actions", n_actions, 1)
