@@ -1,7 +1,7 @@
 """Regularized Bellman sweep: klsim vs QuantEcon ``DiscreteDP.bellman_operator`` vs a numpy/scipy soft sweep.
 
-Issue 2 item 6.  On Garnet(S=2000, A=10, b=10) in both layouts, and on a sparse Garnet-structured MDP with
-S = 100,000 (quick mode: S = 20,000, stated in the row name), one process times, alternating A/B/C:
+Issue 2 item 6.  On Garnet(S=2000, A=10, b=10) in both layouts, and on the sparse Garnet(S=100,000, A=10,
+b=10) (quick mode: S = 20,000, stated in the row name), one process times, alternating A/B/C:
 
 * klsim's fused regularized sweep (``klsim.dp._core.sweep``, the step inside ``md_vi``): log π = G^{λ,τ}_μ(q),
   v = (λ+τ) lse(β ln μ + q/(λ+τ)), q_next = R + γPv;
@@ -25,38 +25,14 @@ import os
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
 from benchmarks._timing import ab_medians, streaming_read_bandwidth
 from klsim.dp._core import soft_sweep_dense_kernel, sweep, sweeps_csr
 from klsim.mdp import TabularMDP, garnet
 
-__all__ = ["run", "garnet_structured"]
+__all__ = ["run"]
 
 LAM, TAU = 1.0, 0.1
-
-
-def garnet_structured(n_states: int, n_actions: int, branching: int, seed: int = 0, gamma: float = 0.9):
-    """A sparse MDP with Garnet's structure (b distinct successors, uniform-spacing probabilities, uniform
-    rewards) drawn with vectorized numpy calls.  It does NOT follow ``garnet``'s normative draw order (which
-    costs a Python loop over S·A rows); it exists so that the S = 100,000 benchmark builds in seconds."""
-    rng = np.random.default_rng(seed)
-    rows, b = n_states * n_actions, branching
-    nxt = rng.integers(0, n_states, size=(rows, b))
-    while True:  # redraw rows with a repeated successor (rare when b << S)
-        srt = np.sort(nxt, axis=1)
-        bad = np.flatnonzero((np.diff(srt, axis=1) == 0).any(axis=1))
-        if bad.size == 0:
-            break
-        nxt[bad] = rng.integers(0, n_states, size=(bad.size, b))
-    cuts = np.sort(rng.uniform(size=(rows, b - 1)), axis=1)
-    probs = np.diff(np.concatenate([np.zeros((rows, 1)), cuts, np.ones((rows, 1))], axis=1), axis=1)
-    order = np.argsort(nxt, axis=1)
-    indices = np.take_along_axis(nxt, order, axis=1).ravel().astype(np.int64)
-    data = np.take_along_axis(probs, order, axis=1).ravel()
-    indptr = np.arange(0, rows * b + 1, b, dtype=np.int64)
-    P = sp.csr_array((data, indices, indptr), shape=(rows, n_states))
-    return TabularMDP(P, rng.uniform(size=(n_states, n_actions)), gamma)
 
 
 def _klsim_sweep(mdp: TabularMDP, q: np.ndarray, log_mu: np.ndarray):
@@ -217,8 +193,8 @@ def run(quick: bool = False) -> list[dict]:
     rows += _case("Garnet(2000,10,10) dense", gd, repeats)
     del gd
     big_s = 20_000 if quick else 100_000
-    label = f"Garnet-structured({big_s},10,10) sparse" + (" [quick: S reduced from 100,000]" if quick else "")
-    rows += _case(label, garnet_structured(big_s, 10, 10, seed=0), repeats)
+    label = f"Garnet({big_s},10,10) sparse" + (" [quick: S reduced from 100,000]" if quick else "")
+    rows += _case(label, garnet(big_s, 10, 10, seed=0), repeats)
     for r in rows:
         r["total_bench_s"] = time.perf_counter() - t0
         r["cpu_count"] = os.cpu_count()
