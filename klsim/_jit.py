@@ -39,31 +39,40 @@ class KernelChooser:
     core busy, the share of the thread waiting on that core waits for an OS time slice: measured on the
     2-core machine, one regularized sweep of Garnet(2000, 10, 10) takes 0.10 ms idle with 2 threads, 0.17 ms
     serial, and 16 ms with 2 threads while one other process runs.  The chooser times every call (two
-    ``perf_counter`` reads), keeps the latest time per unit of work of each kernel, and runs the faster one.
-    It re-tries the other one after ``probe_every`` calls; each re-try that confirms the choice doubles that
-    interval (up to ``max_probe_every``), a switch resets it.  Only speed depends on this: both kernels
-    compute the same numbers.
+    ``perf_counter`` reads) and runs the kernel with the lower recorded time per unit of work.  A kernel is
+    measured by a *trial* of ``trial_calls`` consecutive calls of which only the last is recorded (the first
+    call after a pause pays for waking the worker threads, and the first call ever for loading the
+    compiled code); for the same reason the first regular call after a trial is not recorded.  Both kernels get a trial first; then the other one gets a trial every ``probe_every``
+    calls, an interval that doubles (up to ``max_probe_every``) each time the trial confirms the choice and
+    is reset by a switch.  Only speed depends on this: both kernels compute the same numbers.
 
     Parameters
     ----------
     probe_every, max_probe_every : int
-        First and largest number of calls between two re-tries of the kernel not in use.
+        First and largest number of calls between two trials of the kernel not in use.
+    trial_calls : int
+        Consecutive calls per trial (≥ 1); the last one is recorded.
 
     Examples
     --------
-    >>> chooser = KernelChooser()
+    >>> chooser = KernelChooser(trial_calls=1)
     >>> parallel = chooser.choose()          # True first: try the prange kernel
     >>> chooser.record(parallel, work=2e5, seconds=1.6e-2)
     >>> chooser.choose()                     # then the serial one is tried
     False
     """
 
-    def __init__(self, probe_every: int = 16, max_probe_every: int = 1024) -> None:
+    def __init__(self, probe_every: int = 16, max_probe_every: int = 1024, trial_calls: int = 2) -> None:
+        if trial_calls < 1:
+            raise ValueError(f"trial_calls: must be >= 1, got {trial_calls}")
         self.cost: dict[bool, float | None] = {True: None, False: None}
         self.first_probe = int(probe_every)
         self.probe_every = int(probe_every)
         self.max_probe_every = int(max_probe_every)
+        self.trial_calls = int(trial_calls)
         self.since_probe = 0
+        self.trial: list | None = None  # [kernel under trial, calls left]
+        self.last: bool | None = None  # the kernel of the previous call
 
     def best(self) -> bool:
         """The kernel with the lower recorded cost (parallel while untried or tied)."""
@@ -74,23 +83,32 @@ class KernelChooser:
 
     def choose(self) -> bool:
         """True to run the ``prange`` kernel on this call."""
-        if self.cost[True] is None:
-            return True
-        if self.cost[False] is None:
-            return False
-        self.since_probe += 1
-        if self.since_probe >= self.probe_every:
-            self.since_probe = 0
-            return not self.best()
-        return self.best()
+        if self.trial is None:
+            if self.cost[True] is None or self.cost[False] is None:
+                self.trial = [self.cost[True] is None, self.trial_calls]
+            else:
+                self.since_probe += 1
+                if self.since_probe >= self.probe_every:
+                    self.since_probe = 0
+                    self.trial = [not self.best(), self.trial_calls]
+        return self.trial[0] if self.trial is not None else self.best()
 
     def record(self, parallel: bool, work: float, seconds: float) -> None:
-        """Store the cost per unit of work of the call just made; adapt the re-try interval."""
+        """Record the call just made (the last call of a trial); adapt the interval between trials."""
+        switched, self.last = self.last is not None and parallel != self.last, bool(parallel)
+        if self.trial is None:  # a regular call: its time updates its kernel's cost ...
+            if not switched:  # ... unless it is the first call back after a trial (a wake-up)
+                self.cost[bool(parallel)] = seconds / max(float(work), 1.0)
+            return
+        self.trial[1] -= 1
+        if self.trial[1] > 0:  # warm-up call of a trial
+            return
+        self.trial = None
         before = self.best() if None not in self.cost.values() else None
         self.cost[bool(parallel)] = seconds / max(float(work), 1.0)
-        if before is None or parallel == before:
+        if before is None:
             return
-        if self.best() == before:  # a re-try confirmed the current choice
+        if self.best() == before:  # the trial confirmed the current choice
             self.probe_every = min(2 * self.probe_every, self.max_probe_every)
         else:
             self.probe_every = self.first_probe

@@ -79,38 +79,58 @@ def test_zero_skipping_md_vi_and_vi_equal_the_dense_kernels(g40, monkeypatch):
 # ---------------------------------------------------------------- KernelChooser
 
 
-def test_chooser_tries_both_then_runs_the_faster():
-    c = KernelChooser(probe_every=4, max_probe_every=16)
-    assert c.choose() is True
-    c.record(True, work=100, seconds=1.0)  # parallel: 0.01 s per unit (a busy core)
-    assert c.choose() is False
-    c.record(False, work=100, seconds=0.1)
+def _drive(c, n, cost):
+    """n calls through the chooser with per-call times cost(parallel, call_index); the kernels picked."""
     picks = []
-    for _ in range(12):
+    for i in range(n):
         p = c.choose()
         picks.append(p)
-        c.record(p, 100, 1.0 if p else 0.1)  # timings stay the same
-    # serial except the re-tries: after 4 calls, then 8 (interval doubled by the confirmation)
-    assert picks == [False, False, False, True] + [False] * 7 + [True]
+        c.record(p, 100, cost(p, i))
+    return picks
+
+
+def test_chooser_tries_both_then_runs_the_faster():
+    c = KernelChooser(probe_every=4, max_probe_every=16, trial_calls=1)
+    picks = _drive(c, 14, lambda p, i: 1.0 if p else 0.1)  # parallel 10x slower (a busy core)
+    # a trial of each, then serial except the re-tries: after 4 calls, then 8 (interval doubled)
+    assert picks == [True, False] + [False, False, False, True] + [False] * 7 + [True]
     assert c.probe_every == 16
 
 
+def test_chooser_records_only_the_last_call_of_a_trial():
+    """The first call of a trial pays for waking the threads: it must not decide the choice."""
+    c = KernelChooser(probe_every=3, trial_calls=2)
+
+    def cost(p, i):  # a call right after a switch of kernel is slow (wake-up), then parallel is 2x faster
+        return 5.0 if i > 0 and picks_so_far[i - 1] != p else (0.5 if p else 1.0)
+
+    picks_so_far: list[bool] = []
+    for i in range(12):
+        p = c.choose()
+        picks_so_far.append(p)
+        c.record(p, 100, cost(p, i))
+    assert picks_so_far[:4] == [True, True, False, False]  # two trials of two calls
+    assert picks_so_far[4:6] == [True, True]  # the warm-up calls did not count
+    assert picks_so_far[6:8] == [False, False]  # a serial trial at the 3rd regular call ...
+    assert all(picks_so_far[8:]) and c.probe_every == 6  # ... confirms parallel (its wake-up ignored)
+
+
 def test_chooser_switches_back_when_the_other_kernel_becomes_faster():
-    c = KernelChooser(probe_every=2, max_probe_every=64)
-    for p, t in ((True, 1.0), (False, 0.1)):
-        assert c.choose() is p
-        c.record(p, 1, t)
-    assert c.choose() is False
-    c.record(False, 1, 0.1)
+    c = KernelChooser(probe_every=3, max_probe_every=64, trial_calls=1)
+    assert _drive(c, 4, lambda p, i: 1.0 if p else 0.1) == [True, False, False, False]
     assert c.choose() is True  # re-try
-    c.record(True, 1, 0.01)  # the cores are free again
-    assert c.best() is True and c.probe_every == 2
+    c.record(True, 1, 0.001)  # the cores are free again
+    assert c.best() is True and c.probe_every == 3
     assert c.choose() is True
+    c.record(True, 1, 1.0)  # a busy core again: the next call is serial at once
+    assert c.choose() is False
+    with pytest.raises(ValueError, match="trial_calls"):
+        KernelChooser(trial_calls=0)
 
 
 def test_chooser_run_calls_the_chosen_function_and_returns_its_result():
     calls = []
-    c = KernelChooser()
+    c = KernelChooser(trial_calls=1)
     out = [
         c.run(lambda x: calls.append(("s", x)) or "s", lambda x: calls.append(("p", x)) or "p", 10, i)
         for i in range(2)
