@@ -12,7 +12,7 @@ import time
 
 import numba
 
-__all__ = ["njit", "pnjit", "prange", "KernelChooser"]
+__all__ = ["njit", "pnjit", "prange", "KernelChooser", "SizedKernelChooser"]
 
 prange = numba.prange
 
@@ -120,3 +120,24 @@ class KernelChooser:
         out = (parallel if use_par else serial)(*args)
         self.record(use_par, work, time.perf_counter() - t0)
         return out
+
+
+class SizedKernelChooser:
+    """One :class:`KernelChooser` per size class of the work (its power of two), so that the costs measured
+    on one problem size never decide for another (per-entry costs differ with cache sizes: on the 2-core
+    machine, the CSR sweep costs 0.5 ns per entry in parallel at S = 2,000 and 1.3 ns at S = 100,000)."""
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+        self.by_size: dict[int, KernelChooser] = {}
+
+    def for_work(self, work: float) -> KernelChooser:
+        """The chooser of the size class of ``work``."""
+        key = int(max(float(work), 1.0)).bit_length()
+        if key not in self.by_size:
+            self.by_size[key] = KernelChooser(**self.kwargs)
+        return self.by_size[key]
+
+    def run(self, serial, parallel, work: float, *args):
+        """:meth:`KernelChooser.run` with the chooser of this size class."""
+        return self.for_work(work).run(serial, parallel, work, *args)

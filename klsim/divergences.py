@@ -162,7 +162,7 @@ def f_divergence(p: np.ndarray, q: np.ndarray, f, axis: int = -1) -> np.ndarray:
 
 import numba as _numba  # noqa: E402
 
-from klsim._jit import KernelChooser as _KernelChooser  # noqa: E402
+from klsim._jit import SizedKernelChooser as _SizedKernelChooser  # noqa: E402
 from klsim._kernels import tsallis as _tsk  # noqa: E402
 from klsim._validation import as_float_array as _as_float_array  # noqa: E402
 from klsim._validation import check_finite as _check_finite  # noqa: E402
@@ -170,7 +170,7 @@ from klsim._validation import check_nonnegative_scalar as _check_nonnegative_sca
 from klsim._validation import check_positive as _check_positive  # noqa: E402
 
 _REF_TOL = 1e-10
-_TSALLIS_CHOOSER = _KernelChooser()
+_TSALLIS_CHOOSER = _SizedKernelChooser()
 """Runs the faster of the serial and ``prange`` Tsallis kernels on large batches (same bits)."""
 
 

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 import klsim.dp._core as core
-from klsim._jit import KernelChooser
+from klsim._jit import KernelChooser, SizedKernelChooser
 from klsim.dp import md_vi, value_iteration
 from klsim.mdp import TabularMDP, garnet
 
@@ -141,11 +141,28 @@ def test_chooser_run_calls_the_chosen_function_and_returns_its_result():
 def test_sweep_through_the_chooser_gives_the_same_bits_whichever_kernel_runs(g40, rng, monkeypatch):
     monkeypatch.setattr(core, "PARALLEL_MIN_WORK", 0)
     monkeypatch.setattr(core, "PARALLEL_MIN_THREADS", 0)
-    monkeypatch.setattr(core, "SWEEP_CHOOSER", KernelChooser(probe_every=1))
+    monkeypatch.setattr(core, "SWEEP_CHOOSER", SizedKernelChooser(probe_every=1))
     q = rng.standard_normal((40, 3))
     log_mu = np.full((40, 3), -np.log(3))
-    results = [_sweep(g40, q, log_mu) for _ in range(4)]  # parallel, serial, then re-tries
-    assert set(core.SWEEP_CHOOSER.cost) == {True, False} and None not in core.SWEEP_CHOOSER.cost.values()
+    results = [_sweep(g40, q, log_mu) for _ in range(8)]  # trials of both kernels, then re-tries
+    (chooser,) = core.SWEEP_CHOOSER.by_size.values()
+    assert None not in chooser.cost.values()
     for r in results[1:]:
         for x, y in zip(results[0], r):
             assert np.array_equal(x, y)
+
+
+def test_sized_chooser_keeps_one_chooser_per_power_of_two():
+    c = SizedKernelChooser(trial_calls=1)
+    assert c.for_work(1000) is c.for_work(1023) and c.for_work(1024) is not c.for_work(1000)
+
+    def serial(x):
+        return ("s", x)
+
+    def parallel(x):
+        return ("p", x)
+
+    assert c.run(serial, parallel, 2000, 1) == ("p", 1)  # a fresh size class starts with its own trials
+    assert c.run(serial, parallel, 2000, 2) == ("s", 2)
+    assert c.run(serial, parallel, 200_000, 3) == ("p", 3)
+    assert len(c.by_size) == 3  # 1000 / 1024 and 2000 / 200,000

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from klsim._jit import KernelChooser
+from klsim._jit import SizedKernelChooser
 from klsim._kernels.dp import (
     backup_csr,
     backup_dense,
@@ -38,7 +38,7 @@ kernels' 8 partial sums (or BLAS's order), so results agree with the dense kerne
 0.5; 0.25 keeps a margin.  Garnet(2000, 10, 10) stored dense has density 0.005: its sweep reads 3.2 MB
 instead of 320 MB."""
 
-SWEEP_CHOOSER = KernelChooser()
+SWEEP_CHOOSER = SizedKernelChooser()
 """Times the serial and ``prange`` CSR sweeps and runs the faster (see :class:`klsim._jit.KernelChooser`)."""
 
 PARALLEL_MIN_THREADS = 2
