@@ -190,7 +190,7 @@ def _threads() -> int:
 
 def run(quick: bool = False) -> list[dict]:
     """Benchmark rows (see module docstring); quick mode uses fewer repeats and S = 20,000 for the large case."""
-    repeats = 9 if quick else 15
+    repeats = 15
     rows: list[dict] = []
     t0 = time.perf_counter()
     g = garnet(2000, 10, 10, seed=0)

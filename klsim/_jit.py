@@ -39,7 +39,8 @@ class KernelChooser:
     core busy, the share of the thread waiting on that core waits for an OS time slice: measured on the
     2-core machine, one regularized sweep of Garnet(2000, 10, 10) takes 0.10 ms idle with 2 threads, 0.17 ms
     serial, and 16 ms with 2 threads while one other process runs.  The chooser times every call (two
-    ``perf_counter`` reads) and runs the kernel with the lower recorded time per unit of work.  A kernel is
+    ``perf_counter`` reads) and runs the kernel with the lower recorded time per unit of work (the median
+    of its last 3 calls, :attr:`cost`).  A kernel is
     measured by a *trial* of ``trial_calls`` consecutive calls of which only the last is recorded (the first
     call after a pause pays for waking the worker threads, and the first call ever for loading the
     compiled code); for the same reason the first regular call after a trial is not recorded.  Both kernels get a trial first; then the other one gets a trial every ``probe_every``
@@ -65,7 +66,7 @@ class KernelChooser:
     def __init__(self, probe_every: int = 16, max_probe_every: int = 1024, trial_calls: int = 2) -> None:
         if trial_calls < 1:
             raise ValueError(f"trial_calls: must be >= 1, got {trial_calls}")
-        self.cost: dict[bool, float | None] = {True: None, False: None}
+        self.samples: dict[bool, list[float]] = {True: [], False: []}
         self.first_probe = int(probe_every)
         self.probe_every = int(probe_every)
         self.max_probe_every = int(max_probe_every)
@@ -73,6 +74,13 @@ class KernelChooser:
         self.since_probe = 0
         self.trial: list | None = None  # [kernel under trial, calls left]
         self.last: bool | None = None  # the kernel of the previous call
+
+    @property
+    def cost(self) -> dict[bool, float | None]:
+        """Seconds per unit of work of each kernel: the median of its last 3 recorded calls (None: untried).
+        The median ignores a lone slow call (a wake-up after other work, an OS hiccup); two slow calls in a
+        row (a busy core) move it."""
+        return {k: (float(sorted(v)[len(v) // 2]) if v else None) for k, v in self.samples.items()}
 
     def best(self) -> bool:
         """The kernel with the lower recorded cost (parallel while untried or tied)."""
@@ -96,16 +104,19 @@ class KernelChooser:
     def record(self, parallel: bool, work: float, seconds: float) -> None:
         """Record the call just made (the last call of a trial); adapt the interval between trials."""
         switched, self.last = self.last is not None and parallel != self.last, bool(parallel)
+        per_work = seconds / max(float(work), 1.0)
         if self.trial is None:  # a regular call: its time updates its kernel's cost ...
             if not switched:  # ... unless it is the first call back after a trial (a wake-up)
-                self.cost[bool(parallel)] = seconds / max(float(work), 1.0)
+                hist = self.samples[bool(parallel)]
+                hist.append(per_work)
+                del hist[:-3]
             return
         self.trial[1] -= 1
         if self.trial[1] > 0:  # warm-up call of a trial
             return
         self.trial = None
         before = self.best() if None not in self.cost.values() else None
-        self.cost[bool(parallel)] = seconds / max(float(work), 1.0)
+        self.samples[bool(parallel)] = [per_work]  # a trial measures the current conditions afresh
         if before is None:
             return
         if self.best() == before:  # the trial confirmed the current choice

@@ -166,3 +166,12 @@ def test_sized_chooser_keeps_one_chooser_per_power_of_two():
     assert c.run(serial, parallel, 2000, 2) == ("s", 2)
     assert c.run(serial, parallel, 200_000, 3) == ("p", 3)
     assert len(c.by_size) == 3  # 1000 / 1024 and 2000 / 200,000
+
+
+def test_chooser_ignores_a_lone_slow_call_but_not_two():
+    c = KernelChooser(probe_every=1000, trial_calls=1)
+    assert _drive(c, 5, lambda p, i: 1.0 if p else 2.0) == [True, False, True, True, True]
+    c.record(c.choose(), 1, 50.0)  # one wake-up / hiccup
+    assert c.choose() is True
+    c.record(True, 1, 50.0)  # two slow calls in a row: a busy core
+    assert c.choose() is False
