@@ -312,8 +312,8 @@ def garnet(
         S and A.
     branching : int
         Number b of successors per (s, a), 1 <= b <= S.
-    seed : int, optional
-        Seed of ``numpy.random.default_rng``.
+    seed : int, numpy.random.Generator or None
+        Passed to ``numpy.random.default_rng`` (a Generator is used as is, and advanced).
     gamma : float
         Discount factor (canonical instance: Garnet(30, 4, 3) with gamma = 0.9).
     reward : {"sa", "s"}
