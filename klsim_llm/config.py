@@ -313,9 +313,15 @@ class OptimConfig:
     grad_clip: float = _f(0.0, "clip the global grad norm to this; 0 = no clipping (the norm is logged)")
     scheduler: str = _f("constant", "constant, linear or cosine decay to 0 over the run")
     warmup_steps: int = _f(0, "linear warm-up steps")
+    fused: str = _f(
+        "auto",
+        "Adam/AdamW fused kernel (torch.optim fused=True): auto = on unless FSDP, on, off; "
+        "about 5x faster optimizer steps on CPU, equal to the per-tensor loop to ~1e-16",
+    )
 
     def __post_init__(self) -> None:
         _choice("optim.optimizer", self.optimizer, ("adamw", "adam", "sgd"))
+        _choice("optim.fused", self.fused, ("auto", "on", "off"))
         _positive("optim.lr", self.lr)
         _positive("optim.weight_decay", self.weight_decay, allow_zero=True)
         _positive("optim.grad_clip", self.grad_clip, allow_zero=True)

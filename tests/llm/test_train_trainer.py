@@ -208,6 +208,23 @@ def test_resume_in_process_is_bitwise(tmp_path):
     assert full.beta == resumed.beta != 0.1  # the adaptive controller state was restored
 
 
+def test_fused_adam_equals_the_per_tensor_loop(tmp_path):
+    """optim.fused=auto uses torch's fused AdamW (one kernel per step); 4 float64 steps land within 1e-12 of
+    the per-tensor loop (optim.fused=off), and the weights moved by far more than that."""
+    runs = {}
+    for fused in ("auto", "off"):
+        tr = Trainer(config_from_dict(_cfg(tmp_path / fused, steps=4, optim={"fused": fused, "lr": 0.05})))
+        assert tr.optimizer.defaults.get("fused") is (True if fused == "auto" else None)
+        start = _policy(tr)
+        tr.train()
+        runs[fused] = _policy(tr)
+    moved = max(float((runs["off"][k] - start[k]).abs().max()) for k in start)
+    diff = max(float((runs["off"][k] - runs["auto"][k]).abs().max()) for k in start)
+    assert moved > 1e-3 and diff <= 1e-12, (moved, diff)
+    with pytest.raises(ValueError, match="optim.fused"):
+        config_from_dict(_cfg(tmp_path, optim={"fused": "yes"}))
+
+
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
     over = {"steps": 120, "log": {"checkpoint_every": 10, "keep_checkpoints": 50}}
     d = _cfg(tmp_path, **over)
