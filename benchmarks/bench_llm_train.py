@@ -10,7 +10,7 @@ optimizer step, for both.
 Each side runs in a fresh subprocess (``python -m benchmarks.bench_llm_train --worker NAME``) so that
 peak memory is its own: peak RSS minus RSS after set-up on CPU (``ru_maxrss``), or
 ``torch.cuda.max_memory_allocated`` on GPU (bf16 autocast for klsim_llm, ``bf16=True`` for TRL).  The
-reported time is the second step (the first is warm-up).  Tokens/s counts
+reported time is the median over the steps after the first (warm-up).  Tokens/s counts
 prompt + completion tokens of the whole batch.
 """
 
@@ -45,7 +45,7 @@ def _sizes(quick: bool) -> dict:
         "n_head": 12,
         "vocab": 50257,
         "T": 32,
-        "steps": 2,
+        "steps": 4,
         "label": "gpt2-small 124M",
     }
 

@@ -117,6 +117,19 @@ def _supports_cache(model: nn.Module) -> bool:
     return isinstance(base, PreTrainedModel) and bool(getattr(base.config, "use_cache", False))
 
 
+def _keeps_last_logits(model: nn.Module) -> dict:
+    """``{"logits_to_keep": 1}`` when the model's forward takes it (transformers causal LMs): the lm_head
+    then runs on the last position only (the prompt's other positions cost a (P-1)·B·V·H matmul)."""
+    import inspect
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -159,6 +172,7 @@ def generate(
     resp_mask = torch.zeros((B, max_new_tokens), dtype=torch.float64, device=dev)
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float64, device=dev)
     use_cache = _supports_cache(model)
+    keep = _keeps_last_logits(model)
     past = None
     cur_ids, cur_pos = ids, position_ids_from_mask(mask)
     ctx = bf16_autocast(autocast)
@@ -171,10 +185,13 @@ def generate(
                     position_ids=cur_pos,
                     past_key_values=past,
                     use_cache=True,
+                    **keep,
                 )
                 past = out.past_key_values
             else:
-                out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask))
+                out = model(
+                    input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), **keep
+                )
         z = out.logits[:, -1].double() / temperature
         lp = torch.log_softmax(z, dim=-1)
         cdf = lp.exp().cumsum(-1)

@@ -87,7 +87,10 @@ def test_fallback_path_for_models_without_decoder():
 
 
 def test_keyed_sampling_is_independent_of_the_batch_split():
+    from klsim_llm.rollout import _keeps_last_logits
+
     model = _model()
+    assert _keeps_last_logits(model) == {"logits_to_keep": 1}  # lm_head on the last position only
     prompts = [[1, 2], [3], [4, 5, 6], [2]] * 2
     pid, pm = left_pad(prompts, 0)
     seeds = sample_seeds(0, 3, range(8))
