@@ -142,28 +142,41 @@ def _block_logprobs(z: torch.Tensor, lse: torch.Tensor | None, dtype) -> torch.T
     return zz - lse[:, None]
 
 
-def _rows(z: torch.Tensor, rows: torch.Tensor | None, r0: int, r1: int) -> torch.Tensor:
-    """Rows r0..r1 of the selected rows: a view when every row is selected, else a gathered copy."""
-    return z[r0:r1] if rows is None else z[rows[r0:r1]]
+def _row_chunks(rows: torch.Tensor, cr: int) -> list[tuple[int, int, int]]:
+    """Chunks ``(o, s, e)`` of at most ``cr`` selected rows that are contiguous in the flat input: rows s..e−1,
+    stored at output offset o.  Selected rows come in runs (a right-padded response is one run per
+    sequence), so every chunk is a view of the input: no gathered copy forward, no scatter backward.
+    ``rows``: sorted unique int64 indices; only the run boundaries go to Python (one sync on GPU)."""
+    if rows.numel() == 0:
+        return []
+    cut = torch.nonzero(rows[1:] - rows[:-1] != 1).reshape(-1) + 1
+    starts = torch.cat([cut.new_zeros(1), cut])
+    ends = torch.cat([cut, cut.new_full((1,), rows.numel())])
+    first, last = rows[starts].tolist(), rows[ends - 1].tolist()
+    chunks, o = [], 0
+    for a, b in zip(first, last):
+        for s in range(a, b + 1, cr):
+            e = min(s + cr, b + 1)
+            chunks.append((o, s, e))
+            o += e - s
+    return chunks
 
 
 class _ChunkedDivergence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, zr, rows, kind, a, cr, cv, temp=1.0):
         dtype = torch.promote_types(z.dtype, torch.float32)
-        n = z.shape[0] if rows is None else rows.numel()
+        n = rows.numel()
         V = z.shape[-1]
         one_block = cv >= V
         vals = torch.empty(n, dtype=dtype, device=z.device)
         lse_p = torch.empty(n, dtype=dtype, device=z.device)
         lse_q = torch.empty(n, dtype=dtype, device=z.device)
         sumG = torch.empty(n, dtype=dtype, device=z.device)
-        for r0 in range(0, n, cr):
-            r1 = min(n, r0 + cr)
-            zp, zq = (
-                _tempered(_rows(z, rows, r0, r1), temp, dtype),
-                _tempered(_rows(zr, rows, r0, r1), temp, dtype),
-            )
+        chunks = _row_chunks(rows, cr)
+        for o, s0, s1 in chunks:
+            r0, r1 = o, o + (s1 - s0)
+            zp, zq = _tempered(z[s0:s1], temp, dtype), _tempered(zr[s0:s1], temp, dtype)
             R = r1 - r0
             lp_ = torch.logsumexp(zp.to(dtype), -1) if one_block else _row_lse(zp, cv, dtype)
             lq_ = torch.logsumexp(zq.to(dtype), -1) if one_block else _row_lse(zq, cv, dtype)
@@ -188,31 +201,25 @@ class _ChunkedDivergence(torch.autograd.Function):
             vals[r0:r1] = v
             sumG[r0:r1] = accG if kind == "jsd" else _sum_G(kind, a, v, acc)
             lse_p[r0:r1], lse_q[r0:r1] = lp_, lq_
-        ctx.save_for_backward(z, zr, rows, lse_p, lse_q, sumG)
-        ctx.meta = (kind, a, cr, cv, temp)
+        ctx.save_for_backward(z, zr, lse_p, lse_q, sumG)
+        ctx.meta = (kind, a, cv, temp, chunks, n == z.shape[0])
         return vals
 
     @staticmethod
     def backward(ctx, gout):
-        z, zr, rows, lse_p, lse_q, sumG = ctx.saved_tensors
-        kind, a, cr, cv, temp = ctx.meta
-        grad = torch.zeros_like(z)
+        z, zr, lse_p, lse_q, sumG = ctx.saved_tensors
+        kind, a, cv, temp, chunks, every_row = ctx.meta
+        grad = torch.empty_like(z) if every_row else torch.zeros_like(z)  # unselected rows: 0
         V = z.shape[-1]
-        n = z.shape[0] if rows is None else rows.numel()
-        for r0 in range(0, n, cr):
-            r1 = min(n, r0 + cr)
-            zp = _tempered(_rows(z, rows, r0, r1), temp, lse_p.dtype)
-            zq = _tempered(_rows(zr, rows, r0, r1), temp, lse_p.dtype)
-            g_rows = (
-                grad[r0:r1] if rows is None else torch.empty((r1 - r0, V), dtype=z.dtype, device=z.device)
-            )
+        for o, s0, s1 in chunks:
+            r0, r1 = o, o + (s1 - s0)
+            zp = _tempered(z[s0:s1], temp, lse_p.dtype)
+            zq = _tempered(zr[s0:s1], temp, lse_p.dtype)
             for v0 in range(0, V, cv):
                 lp = zp[:, v0 : v0 + cv].to(lse_p.dtype) - lse_p[r0:r1, None]
                 lq = zq[:, v0 : v0 + cv].to(lse_p.dtype) - lse_q[r0:r1, None]
                 dz = _dz(kind, a, lp, lq, sumG[r0:r1, None])
-                g_rows[:, v0 : v0 + cv] = dz.mul_(gout[r0:r1, None] / temp)
-            if rows is not None:
-                grad.index_copy_(0, rows[r0:r1], g_rows)
+                grad[s0:s1, v0 : v0 + cv] = dz.mul_(gout[r0:r1, None] / temp)
         return grad, None, None, None, None, None, None, None
 
 

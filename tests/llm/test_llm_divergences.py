@@ -157,3 +157,23 @@ def test_peak_memory_at_most_1p5x_logits():
     assert r["logits_bytes"] == 8 * 512 * 32000 * 4
     assert r["extra"] <= 1.5 * r["logits_bytes"], r
     assert r["extra"] >= 0.9 * r["logits_bytes"], r  # the measurement sees the gradient (sanity)
+
+
+def test_row_chunks_cover_each_selected_row_once_as_contiguous_views():
+    """The chunked divergences iterate over views: every selected row exactly once, in order, each chunk
+    a contiguous run of ≤ cr rows that never spans an unselected row, output offsets consecutive."""
+    from klsim_llm.divergences import _row_chunks
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        mask = torch.rand(60, generator=g) < 0.7
+        rows = torch.nonzero(mask).reshape(-1)
+        for cr in (1, 3, 8, 100):
+            chunks = _row_chunks(rows, cr)
+            covered = [r for _, s, e in chunks for r in range(s, e)]
+            assert covered == rows.tolist()
+            assert all(0 < e - s <= cr and bool(mask[s:e].all()) for _, s, e in chunks)
+            offsets = [o for o, _, _ in chunks]
+            sizes = [e - s for _, s, e in chunks]
+            assert offsets == [sum(sizes[:i]) for i in range(len(sizes))]
+    assert _row_chunks(torch.zeros(0, dtype=torch.long), 4) == []
