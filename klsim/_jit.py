@@ -67,6 +67,10 @@ class KernelChooser:
         if trial_calls < 1:
             raise ValueError(f"trial_calls: must be >= 1, got {trial_calls}")
         self.samples: dict[bool, list[float]] = {True: [], False: []}
+        self.cost: dict[bool, float | None] = {True: None, False: None}
+        """Seconds per unit of work of each kernel: the median of its last 3 recorded calls (None: untried).
+        The median ignores a lone slow call (a wake-up after other work, an OS hiccup); two slow calls in a
+        row (a busy core) move it."""
         self.first_probe = int(probe_every)
         self.probe_every = int(probe_every)
         self.max_probe_every = int(max_probe_every)
@@ -74,13 +78,6 @@ class KernelChooser:
         self.since_probe = 0
         self.trial: list | None = None  # [kernel under trial, calls left]
         self.last: bool | None = None  # the kernel of the previous call
-
-    @property
-    def cost(self) -> dict[bool, float | None]:
-        """Seconds per unit of work of each kernel: the median of its last 3 recorded calls (None: untried).
-        The median ignores a lone slow call (a wake-up after other work, an OS hiccup); two slow calls in a
-        row (a busy core) move it."""
-        return {k: (float(sorted(v)[len(v) // 2]) if v else None) for k, v in self.samples.items()}
 
     def best(self) -> bool:
         """The kernel with the lower recorded cost (parallel while untried or tied)."""
@@ -110,6 +107,7 @@ class KernelChooser:
                 hist = self.samples[bool(parallel)]
                 hist.append(per_work)
                 del hist[:-3]
+                self.cost[bool(parallel)] = sorted(hist)[len(hist) // 2]
             return
         self.trial[1] -= 1
         if self.trial[1] > 0:  # warm-up call of a trial
@@ -117,6 +115,7 @@ class KernelChooser:
         self.trial = None
         before = self.best() if None not in self.cost.values() else None
         self.samples[bool(parallel)] = [per_work]  # a trial measures the current conditions afresh
+        self.cost[bool(parallel)] = per_work
         if before is None:
             return
         if self.best() == before:  # the trial confirmed the current choice
