@@ -905,8 +905,10 @@ class Trainer:
     def _reference_after_step(self, kl_now: float | None) -> dict:
         """``reference.after_step``.  Under FSDP the reference is a full replica on every rank (as a frozen
         copy is); the rule runs on the policy's gathered full weights, and when it rewrites them (Elastic
-        Reset, LITI) they are scattered back into the shards by ``set_model_state_dict``."""
-        if not self._fsdp():
+        Reset, LITI) they are scattered back into the shards by ``set_model_state_dict``.  A strategy without
+        a weight-space rule (the base ``after_step``) needs no gather."""
+        no_rule = type(self.reference).after_step is ReferenceStrategy.after_step
+        if not self._fsdp() or no_rule:
             return self.reference.after_step(self.policy, self.step, kl_now)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
