@@ -148,6 +148,9 @@ class SizedKernelChooser:
             self.by_size[key] = KernelChooser(**self.kwargs)
         return self.by_size[key]
 
-    def run(self, serial, parallel, work: float, *args):
-        """:meth:`KernelChooser.run` with the chooser of this size class."""
+    def run(self, serial, parallel, work: float, *args, min_work: float = 0.0, min_threads: int = 1):
+        """:meth:`KernelChooser.run` with the chooser of this size class, or ``serial(*args)`` alone when
+        the work is below ``min_work`` or numba has fewer than ``min_threads`` threads."""
+        if work < min_work or numba.get_num_threads() < min_threads:
+            return serial(*args)
         return self.for_work(work).run(serial, parallel, work, *args)

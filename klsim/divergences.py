@@ -160,7 +160,6 @@ def f_divergence(p: np.ndarray, q: np.ndarray, f, axis: int = -1) -> np.ndarray:
 #   (``tsallis_normalizer``).
 # * C11 applies to S_q and D_q (terms with π(a) = 0 contribute 0).
 
-import numba as _numba  # noqa: E402
 
 from klsim._jit import SizedKernelChooser as _SizedKernelChooser  # noqa: E402
 from klsim._kernels import tsallis as _tsk  # noqa: E402
@@ -377,10 +376,14 @@ def _tsallis_step(
     out = np.empty_like(Q2)
     nu = np.empty(Q2.shape[0])
     args = (Q2, lm2, float(lam), float(tau), float(qv), out, nu)
-    if Q2.size >= _tsk.PARALLEL_MIN_ENTRIES and _numba.get_num_threads() >= _tsk.PARALLEL_MIN_THREADS:
-        _TSALLIS_CHOOSER.run(_tsk.tsallis_threshold_rows, _tsk.tsallis_threshold_rows_par, Q2.size, *args)
-    else:
-        _tsk.tsallis_threshold_rows(*args)
+    _TSALLIS_CHOOSER.run(
+        _tsk.tsallis_threshold_rows,
+        _tsk.tsallis_threshold_rows_par,
+        Q2.size,
+        *args,
+        min_work=_tsk.PARALLEL_MIN_ENTRIES,
+        min_threads=_tsk.PARALLEL_MIN_THREADS,
+    )
     if qv == 2.0 and lam == 0.0 and np.isnan(nu).any():
         # the sparsemax path checks finiteness in its first pass (no extra pass over Q) and flags rows
         _check_finite("q_values", q_values)

@@ -175,3 +175,18 @@ def test_chooser_ignores_a_lone_slow_call_but_not_two():
     assert c.choose() is True
     c.record(True, 1, 50.0)  # two slow calls in a row: a busy core
     assert c.choose() is False
+
+
+def test_sized_chooser_runs_serial_alone_below_the_work_or_thread_minimum():
+    c = SizedKernelChooser(trial_calls=1)
+
+    def serial(x):
+        return ("s", x)
+
+    def parallel(x):
+        return ("p", x)
+
+    assert c.run(serial, parallel, 10, 1, min_work=100) == ("s", 1)
+    assert c.run(serial, parallel, 1000, 2, min_work=100, min_threads=10**6) == ("s", 2)
+    assert c.by_size == {}  # nothing was timed
+    assert c.run(serial, parallel, 1000, 3, min_work=100) == ("p", 3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -34,8 +33,9 @@ ZERO_SKIP_MAX_DENSITY = 0.25
 """Dense-layout MDPs with at most this fraction of nonzero transition probabilities are swept over their
 nonzeros (:attr:`klsim.mdp.TabularMDP.nonzero_csr`, built once).  Skipping exact zeros drops only
 products that are exactly 0.0; the remaining products are summed in column order instead of the dense
-kernels' 8 partial sums (or BLAS's order), so results agree with the dense kernels to rounding.  A CSR entry costs 16 bytes (value + int64 index) against 8 for a dense one, so the break-even density is
-0.5; 0.25 keeps a margin.  Garnet(2000, 10, 10) stored dense has density 0.005: its sweep reads 3.2 MB
+kernels' 8 partial sums (or BLAS's order), so results agree with the dense kernels to rounding.  A CSR
+entry costs 16 bytes (value + int64 index) against 8 for a dense one, so the break-even density is 0.5;
+0.25 keeps a margin.  Garnet(2000, 10, 10) stored dense has density 0.005: its sweep reads 3.2 MB
 instead of 320 MB."""
 
 SWEEP_CHOOSER = SizedKernelChooser()
@@ -150,10 +150,14 @@ def sweep(mdp: TabularMDP, q, log_mu, kl_coef: float, entropy_coef: float, log_p
     if sweeps_csr(mdp):
         indptr, indices, data = mdp.nonzero_csr
         args = (indptr, indices, data, mdp.R, mdp.gamma, q, log_mu, beta, temp, log_pi, v, q_out)
-        if data.size >= PARALLEL_MIN_WORK and numba.get_num_threads() >= PARALLEL_MIN_THREADS:
-            SWEEP_CHOOSER.run(soft_sweep_csr, soft_sweep_csr_par, data.size, *args)
-        else:
-            soft_sweep_csr(*args)
+        SWEEP_CHOOSER.run(
+            soft_sweep_csr,
+            soft_sweep_csr_par,
+            data.size,
+            *args,
+            min_work=PARALLEL_MIN_WORK,
+            min_threads=PARALLEL_MIN_THREADS,
+        )
     else:
         soft_sweep_dense_kernel(mdp, q, log_mu, beta, temp, log_pi, v, q_out)
 
